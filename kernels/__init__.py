@@ -1,0 +1,22 @@
+"""GFSSM's functional ops: tensors in, tensors out.
+
+Each op has a plain-PyTorch reference (the CPU path); ``GFSSM_KERNELS`` picks the backend
+(see :mod:`gfssm.kernels.dispatch`).
+"""
+
+from gfssm.kernels.dispatch import KernelBackendError, kernel_mode, select_backend
+from gfssm.kernels.fir import fir_step, grouped_fir, tap_mask
+from gfssm.kernels.ssd import ssd_scan, ssd_step
+from gfssm.kernels.state import ScanState
+
+__all__ = [
+    "KernelBackendError",
+    "ScanState",
+    "fir_step",
+    "grouped_fir",
+    "kernel_mode",
+    "select_backend",
+    "ssd_scan",
+    "ssd_step",
+    "tap_mask",
+]

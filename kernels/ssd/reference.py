@@ -1,0 +1,252 @@
+"""Chunked SSD with sinks in plain PyTorch (spec section 5): the CPU path and the reference
+every Triton kernel is tested against.
+
+Decay products are only formed inside a chunk from chunk-local cumulative sums; chunks
+exchange states sequentially. All cumulative sums, exponentials, states and accumulations
+run in float32 (float64 when the input is float64); the output takes the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gfssm.kernels.ssd.segments import Segments, segments_of
+from gfssm.kernels.state import ScanState
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def discretize(
+    dt: torch.Tensor,
+    dt_bias: torch.Tensor | None,
+    dt_softplus: bool,
+    dt_limit: tuple[float, float],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``Delta = clip(softplus(dt + dt_bias), lo, hi)`` in ``dtype``; dt: (b, L, H)."""
+    delta = dt.to(dtype)
+    if dt_bias is not None:
+        delta = delta + dt_bias.to(dtype)
+    if dt_softplus:
+        delta = F.softplus(delta)
+    return delta.clamp(min=dt_limit[0], max=dt_limit[1])
+
+
+def _pad_time(t: torch.Tensor, pad: int, value: float = 0.0) -> torch.Tensor:
+    """Pad dim 1 (time) on the right by ``pad`` positions."""
+    if pad == 0:
+        return t
+    shape = list(t.shape)
+    shape[1] = pad
+    return torch.cat([t, t.new_full(shape, value)], dim=1)
+
+
+def learned_sink_readout(
+    C: torch.Tensor, sink_k: torch.Tensor, sink_v: torch.Tensor, nheads: int
+) -> torch.Tensor:
+    """``K C_t`` with ``K = sum_s v_s k_s^T`` kept in low-rank form.
+
+    C: (..., G, N), sink_k: (S, G, N), sink_v: (S, H, P) -> (..., H, P).
+    """
+    G = C.shape[-2]
+    kc = torch.einsum("...gn,sgn->...gs", C, sink_k.to(C.dtype))
+    v = sink_v.to(C.dtype).reshape(sink_v.shape[0], G, nheads // G, sink_v.shape[-1])
+    out = torch.einsum("...gs,sgjp->...gjp", kc, v)
+    return out.reshape(*C.shape[:-2], nheads, sink_v.shape[-1])
+
+
+def ssd_scan_reference(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    *,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = True,
+    dt_limit: tuple[float, float] = (0.0, math.inf),
+    chunk_size: int = 64,
+    sink_k: torch.Tensor | None = None,
+    sink_v: torch.Tensor | None = None,
+    sink_gain: torch.Tensor | None = None,
+    n_init: int = 0,
+    seq_idx: torch.Tensor | None = None,
+    initial_state: ScanState | None = None,
+    return_final_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ScanState]:
+    """Chunked scan; arguments as :func:`gfssm.kernels.ssd_scan` (already validated).
+
+    x: (b, L, H, P), dt: (b, L, H), A: (H,), B and C: (b, L, G, N) -> y: (b, L, H, P).
+    """
+    b, L, H, P = x.shape
+    G, N = B.shape[-2:]
+    hpg = H // G
+    cdt = compute_dtype(x.dtype)
+    Q = chunk_size
+    nc = max(1, -(-L // Q))
+    pad = nc * Q - L
+    seen0 = initial_state.seen if initial_state is not None else None
+    seg = segments_of(seq_idx, b, L, x.device, seen0)
+
+    delta = discretize(dt, dt_bias, dt_softplus, dt_limit, cdt)  # (b, L, H)
+    xc, Bc, Cc = x.to(cdt), B.to(cdt), C.to(cdt)
+    # Padding has Delta = 0: it neither decays nor feeds the state.
+    delta_p = _pad_time(delta, pad).view(b, nc, Q, H)
+    x_p = _pad_time(xc, pad).view(b, nc, Q, G, hpg, P)
+    B_p = _pad_time(Bc, pad).view(b, nc, Q, G, N)
+    C_p = _pad_time(Cc, pad).view(b, nc, Q, G, N)
+    seg_p = torch.cat([seg.ids, seg.ids[:, -1:].expand(b, pad)], dim=1).view(b, nc, Q)
+
+    # Chunk-local log decay l_tau = sum_{k<=tau} Delta_k A (restarts every chunk).
+    log_a = delta_p * A.to(cdt)
+    l_cum = torch.cumsum(log_a, dim=2)  # (b, nc, Q, H)
+    l_h = l_cum.permute(0, 1, 3, 2)  # (b, nc, H, Q)
+
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+    same_seg = seg_p[:, :, :, None] == seg_p[:, :, None, :]  # (b, nc, Q, Q) [tau, sigma]
+    mask = (causal & same_seg)[:, :, None]  # (b, nc, 1, Q, Q)
+    # -inf before exp, never inf * 0.
+    seg_decay = torch.exp((l_h[..., :, None] - l_h[..., None, :]).masked_fill(~mask, -math.inf))
+    weights = seg_decay * delta_p.permute(0, 1, 3, 2)[..., None, :]  # (b, nc, H, Q, Q)
+
+    init_w = None
+    if n_init > 0:
+        is_init = _pad_time(seg.pos < n_init, pad, False).view(b, nc, Q)
+        init_w = delta_p * is_init[..., None]  # (b, nc, Q, H) Delta on initial tokens
+        if sink_gain is not None:
+            gain = sink_gain.to(cdt)[None, None, :, None, None]
+            weights = weights + gain * mask * init_w.permute(0, 1, 3, 2)[..., None, :]
+
+    # Intra-chunk (diagonal blocks): masked quadratic form.
+    cb = torch.einsum("bcqgn,bcsgn->bcgqs", C_p, B_p)  # (b, nc, G, Q, Q)
+    w = weights.view(b, nc, G, hpg, Q, Q) * cb[:, :, :, None]
+    y = torch.einsum("bcgjqs,bcsgjp->bcqgjp", w, x_p)
+
+    # States each chunk contributes at its end, from the segment its last position is in.
+    l_last = l_cum[:, :, -1:, :]  # (b, nc, 1, H)
+    in_last_seg = (seg_p == seg_p[:, :, -1:])[..., None]  # (b, nc, Q, 1)
+    to_end = torch.exp((l_last - l_cum).masked_fill(~in_last_seg, -math.inf)) * delta_p
+    chunk_states = torch.einsum(
+        "bcsgj,bcsgn,bcsgjp->bcgjpn", to_end.view(b, nc, Q, G, hpg), B_p, x_p
+    )  # (b, nc, G, hpg, P, N)
+
+    # Pass states between chunks sequentially in the compute dtype.
+    seg_end = seg_p[:, :, -1]  # (b, nc)
+    seg_before = torch.cat([seg_p.new_zeros(b, 1), seg_end[:, :-1]], dim=1)
+    carry = torch.exp(l_last[:, :, 0, :]) * (seg_end == seg_before)[..., None]  # (b, nc, H)
+    if initial_state is not None:
+        state = initial_state.ssm.to(cdt).view(b, G, hpg, P, N)
+    else:
+        state = x.new_zeros((b, G, hpg, P, N), dtype=cdt)
+    states_before = []
+    for c in range(nc):
+        states_before.append(state)
+        state = state * carry[:, c].view(b, G, hpg, 1, 1) + chunk_states[:, c]
+    prev = torch.stack(states_before, dim=1)  # (b, nc, G, hpg, P, N)
+
+    # Off-diagonal blocks: exp(l_tau) S_{c-1} C_tau within the segment that entered the chunk.
+    enters = (seg_p == seg_before[..., None])[..., None]  # (b, nc, Q, 1)
+    read_decay = (torch.exp(l_cum) * enters).view(b, nc, Q, G, hpg, 1)
+    y = y + torch.einsum("bcqgn,bcgjpn->bcqgjp", C_p, prev) * read_decay
+
+    if init_w is not None and sink_gain is not None:
+        y = y + _earlier_init_tokens(seg, seg_p, delta, xc, Bc, C_p, sink_gain.to(cdt), n_init)
+    if initial_state is not None and sink_gain is not None:
+        # gamma * I_0 C_tau for the stream's first sequence.
+        first = (seg_p == 0).view(b, nc, Q, 1, 1, 1)
+        i0 = initial_state.init_sink.to(cdt).view(b, G, hpg, P, N)
+        gain = sink_gain.to(cdt).view(1, 1, 1, G, hpg, 1)
+        y = y + torch.einsum("bcqgn,bgjpn->bcqgjp", C_p, i0) * gain * first
+
+    y = y.reshape(b, nc * Q, H, P)[:, :L]
+    if sink_k is not None and sink_v is not None:
+        y = y + learned_sink_readout(Cc, sink_k, sink_v, H)
+    if D is not None:
+        y = y + xc * D.to(cdt)[:, None]
+    y = y.to(x.dtype)
+    if not return_final_state:
+        return y
+
+    final = ScanState(
+        ssm=state.reshape(b, H, P, N),
+        init_sink=_final_init_sink(seg, delta, xc, Bc, n_init, initial_state, H),
+        seen=seg.final_seen(),
+    )
+    return y, final
+
+
+def _earlier_init_tokens(
+    seg: Segments,
+    seg_p: torch.Tensor,
+    delta: torch.Tensor,
+    x: torch.Tensor,
+    B: torch.Tensor,
+    C_p: torch.Tensor,
+    gain: torch.Tensor,
+    n_init: int,
+) -> torch.Tensor:
+    """``gamma I C_tau`` for initial tokens that lie in earlier chunks.
+
+    Only the segment that enters chunk ``c`` can have initial tokens before it, at most
+    ``n_init`` of them, so ``I`` is read in low-rank form: (b, nc, Q, G, hpg, P).
+    """
+    b, L, H, P = x.shape
+    G, N = B.shape[-2:]
+    hpg = H // G
+    nc, Q = seg_p.shape[1:]
+    chunk_start = torch.arange(nc, device=x.device) * Q  # (nc,)
+    start = seg.start[:, chunk_start]  # (b, nc) start of the segment entering each chunk
+    idx = start[..., None] + torch.arange(n_init, device=x.device)  # (b, nc, n_init)
+    idx_c = idx.clamp(max=L - 1)
+    pos = torch.gather(seg.pos, 1, idx_c.view(b, -1)).view(b, nc, n_init)
+    valid = (idx < chunk_start[:, None]) & (pos < n_init)  # (b, nc, n_init)
+    flat = idx_c.view(b, -1)
+    d_i = torch.gather(delta, 1, flat[..., None].expand(-1, -1, H)).view(b, nc, n_init, H)
+    d_i = d_i * valid[..., None] * gain
+    x_i = torch.gather(x, 1, flat[..., None, None].expand(-1, -1, H, P))
+    x_i = x_i.view(b, nc, n_init, G, hpg, P)
+    B_i = torch.gather(B, 1, flat[..., None, None].expand(-1, -1, G, N)).view(b, nc, n_init, G, N)
+    cb = torch.einsum("bcqgn,bckgn->bcqgk", C_p, B_i)  # (b, nc, Q, G, n_init)
+    coef = cb[:, :, :, :, None, :] * d_i.view(b, nc, 1, n_init, G, hpg).permute(0, 1, 2, 4, 5, 3)
+    same = seg_p == seg_p[:, :, :1]  # positions in the segment entering the chunk
+    out = torch.einsum("bcqgjk,bckgjp->bcqgjp", coef, x_i)
+    return out * same.view(b, nc, Q, 1, 1, 1)
+
+
+def _final_init_sink(
+    seg: Segments,
+    delta: torch.Tensor,
+    x: torch.Tensor,
+    B: torch.Tensor,
+    n_init: int,
+    initial_state: ScanState | None,
+    H: int,
+) -> torch.Tensor:
+    """``I`` at the end of each row: the last sequence's initial tokens (plus ``I_0`` when
+    the row holds one sequence). Returns (b, H, P, N)."""
+    b, L, _, P = x.shape
+    G, N = B.shape[-2:]
+    hpg = H // G
+    if initial_state is not None:
+        keep = (seg.ids[:, -1] == 0).to(x.dtype).view(b, 1, 1, 1)
+        sink = initial_state.init_sink.to(x.dtype) * keep
+    else:
+        sink = x.new_zeros(b, H, P, N)
+    if n_init == 0:
+        return sink
+    last_start = seg.start[:, -1]  # (b,)
+    idx = last_start[:, None] + torch.arange(n_init, device=x.device)  # (b, n_init)
+    idx_c = idx.clamp(max=L - 1)
+    pos = torch.gather(seg.pos, 1, idx_c)
+    valid = (idx < L) & (pos < n_init)
+    d_i = torch.gather(delta, 1, idx_c[..., None].expand(-1, -1, H)) * valid[..., None]
+    x_i = torch.gather(x, 1, idx_c[..., None, None].expand(-1, -1, H, P))
+    B_i = torch.gather(B, 1, idx_c[..., None, None].expand(-1, -1, G, N))
+    B_h = B_i.repeat_interleave(hpg, dim=2)  # (b, n_init, H, N)
+    return sink + torch.einsum("bkh,bkhp,bkhn->bhpn", d_i, x_i, B_h)
