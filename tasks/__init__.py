@@ -1,1 +1,30 @@
-"""Task plugins."""
+"""Task plugins: each turns its data into batches, builds its model and scores it.
+
+Installed plugins are found through the ``gfssm.tasks`` entry point (see :mod:`.base`).
+"""
+
+from gfssm.tasks.base import (
+    ENTRY_POINT_GROUP,
+    Batch,
+    StepOutput,
+    Task,
+    TaskSettings,
+    available_tasks,
+    get_task,
+    move_batch,
+)
+from gfssm.tasks.pretrained import LoadedModel, load_model, save_model
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Batch",
+    "LoadedModel",
+    "StepOutput",
+    "Task",
+    "TaskSettings",
+    "available_tasks",
+    "get_task",
+    "load_model",
+    "move_batch",
+    "save_model",
+]
