@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gfssm.kernels.fir.depthwise import CausalDepthwiseConv
+
 ACTIVATIONS = ("silu", None)
 
 
@@ -46,37 +48,28 @@ def grouped_fir_reference(
     """
     b, L, C = x.shape
     K = weight.shape[1]
-    w = weight * tap_mask(kernel_sizes, K).to(weight.dtype)
-    if initial_inputs is None:
-        history = x.new_zeros(b, K - 1, C)
-    else:
-        history = initial_inputs.to(x.dtype)
-    padded = torch.cat([history, x], dim=1)  # (b, K-1+L, C)
+    w = (weight * tap_mask(kernel_sizes, K).to(weight.dtype)).to(x.dtype)
+    history = x.new_zeros(b, K - 1, C) if initial_inputs is None else initial_inputs.to(x.dtype)
+    b_ = None if bias is None else bias.to(x.dtype)
 
     if seq_idx is None:
-        y = F.conv1d(
-            padded.transpose(1, 2),
-            w.flip(-1).unsqueeze(1).to(x.dtype),
-            None if bias is None else bias.to(x.dtype),
-            groups=C,
-        ).transpose(1, 2)
-        seg_padded = None
+        padded = torch.cat([history, x], dim=1)  # (b, K-1+L, C)
+        y = CausalDepthwiseConv.apply(padded, w, b_)
+        final = padded[:, L:]
     else:
-        # Inputs before position 0 belong to the row's first sequence (segment 0).
+        # Spread the row so that K-1 zeros stand before every sequence but the first (which
+        # has the history): one convolution then never reaches across a boundary.
         seg = _segment_ids(seq_idx)
-        seg_padded = torch.cat([seg.new_zeros(b, K - 1), seg], dim=1)
-        y = x.new_zeros(b, L, C) if bias is None else bias.to(x.dtype).expand(b, L, C).clone()
-        for k in range(K):
-            lagged = padded[:, K - 1 - k : K - 1 - k + L]
-            same = (seg_padded[:, K - 1 - k : K - 1 - k + L] == seg)[..., None]
-            y = y + lagged * same * w[:, k].to(x.dtype)
+        where = (K - 1) + torch.arange(L, device=x.device) + (K - 1) * seg  # (b, L)
+        spread_len = (K - 1) + L + (K - 1) * int(seg[:, -1].max())
+        index = where[..., None].expand(b, L, C)
+        spread = torch.cat([history, x.new_zeros(b, spread_len - (K - 1), C)], dim=1)
+        spread = spread.scatter(1, index, x)
+        y = torch.gather(CausalDepthwiseConv.apply(spread, w, b_), 1, index - (K - 1))
+        last = where[:, -1:] - (K - 2) + torch.arange(K - 1, device=x.device)  # (b, K-1)
+        final = torch.gather(spread, 1, last[..., None].expand(b, K - 1, C))
     y = _activate(y, activation)
-    if not return_final_inputs:
-        return y
-    final = padded[:, L:]
-    if seg_padded is not None:
-        final = final * (seg_padded[:, L:] == seg_padded[:, -1:])[..., None]
-    return y, final
+    return (y, final) if return_final_inputs else y
 
 
 def fir_step_reference(

@@ -71,6 +71,9 @@ def ssd_scan(
             raise ValueError("ssd_scan: seq_idx must hold integers")
     if initial_state is not None:
         check_state("ssd_scan", initial_state, (b, H, P, N))
+    if A.device.type == "cpu" and bool((A > 0).any()):
+        # (Not checked on GPUs, where reading A back would stall the stream.)
+        raise ValueError("ssd_scan: A must be <= 0 (decay rates, A = -exp(A_log) - floor)")
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"ssd_scan: chunk_size must be a power of two, got {chunk_size}")
     if n_init < 0:

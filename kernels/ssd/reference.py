@@ -108,32 +108,29 @@ def ssd_scan_reference(
     l_cum = torch.cumsum(log_a, dim=2)  # (b, nc, Q, H)
     l_h = l_cum.permute(0, 1, 3, 2)  # (b, nc, H, Q)
 
-    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
-    same_seg = seg_p[:, :, :, None] == seg_p[:, :, None, :]  # (b, nc, Q, Q) [tau, sigma]
-    mask = (causal & same_seg)[:, :, None]  # (b, nc, 1, Q, Q)
-    # -inf before exp, never inf * 0.
-    seg_decay = torch.exp((l_h[..., :, None] - l_h[..., None, :]).masked_fill(~mask, -math.inf))
-    weights = seg_decay * delta_p.permute(0, 1, 3, 2)[..., None, :]  # (b, nc, H, Q, Q)
+    # Delta folded into x once: the diagonal blocks and the chunk states both use Delta x.
+    xd = x_p * delta_p.view(b, nc, Q, G, hpg, 1)
 
-    init_w = None
-    if n_init > 0:
-        is_init = _pad_time(seg.pos < n_init, pad, False).view(b, nc, Q)
-        init_w = delta_p * is_init[..., None]  # (b, nc, Q, H) Delta on initial tokens
-        if sink_gain is not None:
-            gain = sink_gain.to(cdt)[None, None, :, None, None]
-            weights = weights + gain * mask * init_w.permute(0, 1, 3, 2)[..., None, :]
+    # Intra-chunk (diagonal blocks): the masked quadratic form. The causal / same-sequence
+    # mask is applied to C.B (G-sized, cheaper than per head); decays above the diagonal are
+    # clamped to exp(0) first, so a masked entry is 1 * 0, never inf * 0.
+    mask = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()[None, None, None]
+    if seq_idx is not None:
+        mask = mask & (seg_p[:, :, :, None] == seg_p[:, :, None, :])[:, :, None]
+    cb = torch.einsum("bcqgn,bcsgn->bcgqs", C_p, B_p).masked_fill(~mask, 0.0)
+    seg_decay = torch.exp((l_h[..., :, None] - l_h[..., None, :]).clamp(max=0.0))
+    w = seg_decay.view(b, nc, G, hpg, Q, Q) * cb[:, :, :, None]
+    y = torch.einsum("bcgjqs,bcsgjp->bcqgjp", w, xd)
 
-    # Intra-chunk (diagonal blocks): masked quadratic form.
-    cb = torch.einsum("bcqgn,bcsgn->bcgqs", C_p, B_p)  # (b, nc, G, Q, Q)
-    w = weights.view(b, nc, G, hpg, Q, Q) * cb[:, :, :, None]
-    y = torch.einsum("bcgjqs,bcsgjp->bcqgjp", w, x_p)
+    if n_init > 0 and sink_gain is not None:
+        y = _init_tokens_in_chunk(y, cb, x_p, delta_p, seg.pos < n_init, sink_gain.to(cdt), pad)
 
     # States each chunk contributes at its end, from the segment its last position is in.
     l_last = l_cum[:, :, -1:, :]  # (b, nc, 1, H)
     in_last_seg = (seg_p == seg_p[:, :, -1:])[..., None]  # (b, nc, Q, 1)
-    to_end = torch.exp((l_last - l_cum).masked_fill(~in_last_seg, -math.inf)) * delta_p
+    to_end = torch.exp((l_last - l_cum).masked_fill(~in_last_seg, -math.inf))
     chunk_states = torch.einsum(
-        "bcsgj,bcsgn,bcsgjp->bcgjpn", to_end.view(b, nc, Q, G, hpg), B_p, x_p
+        "bcsgj,bcsgn,bcsgjp->bcgjpn", to_end.view(b, nc, Q, G, hpg), B_p, xd
     )  # (b, nc, G, hpg, P, N)
 
     # Pass states between chunks sequentially in the compute dtype.
@@ -145,9 +142,11 @@ def ssd_scan_reference(
     else:
         state = x.new_zeros((b, G, hpg, P, N), dtype=cdt)
     states_before = []
-    for c in range(nc):
+    # unbind, not indexing: the backward of one unbind is one stack, while per-chunk
+    # indexing would scatter into a zero tensor of all chunks at every step (O(nc^2)).
+    for carry_c, chunk_c in zip(carry.unbind(1), chunk_states.unbind(1)):
         states_before.append(state)
-        state = state * carry[:, c].view(b, G, hpg, 1, 1) + chunk_states[:, c]
+        state = state * carry_c.view(b, G, hpg, 1, 1) + chunk_c
     prev = torch.stack(states_before, dim=1)  # (b, nc, G, hpg, P, N)
 
     # Off-diagonal blocks: exp(l_tau) S_{c-1} C_tau within the segment that entered the chunk.
@@ -155,7 +154,7 @@ def ssd_scan_reference(
     read_decay = (torch.exp(l_cum) * enters).view(b, nc, Q, G, hpg, 1)
     y = y + torch.einsum("bcqgn,bcgjpn->bcqgjp", C_p, prev) * read_decay
 
-    if init_w is not None and sink_gain is not None:
+    if n_init > 0 and sink_gain is not None:
         y = y + _earlier_init_tokens(seg, seg_p, delta, xc, Bc, C_p, sink_gain.to(cdt), n_init)
     if initial_state is not None and sink_gain is not None:
         # gamma * I_0 C_tau for the stream's first sequence.
@@ -179,6 +178,31 @@ def ssd_scan_reference(
         seen=seg.final_seen(),
     )
     return y, final
+
+
+def _init_tokens_in_chunk(
+    y: torch.Tensor,
+    cb: torch.Tensor,
+    x_p: torch.Tensor,
+    delta_p: torch.Tensor,
+    is_init: torch.Tensor,
+    gain: torch.Tensor,
+    pad: int,
+) -> torch.Tensor:
+    """Add ``gamma I C_tau`` for initial tokens in the same chunk as tau.
+
+    Only chunks that hold an initial token get the extra masked product (one chunk per
+    sequence unless sequences are packed). cb: (b, nc, G, Q, Q) masked C.B, is_init: (b, L).
+    """
+    b, nc, Q, G, hpg, P = x_p.shape
+    init_p = _pad_time(is_init, pad, False).view(b, nc, Q)
+    chunks = init_p.any(dim=2).any(dim=0).nonzero()[:, 0]
+    if chunks.numel() == 0:
+        return y
+    coef = (delta_p[:, chunks] * init_p[:, chunks, :, None] * gain).permute(0, 1, 3, 2)
+    w = coef.reshape(b, -1, G, hpg, 1, Q) * cb[:, chunks, :, None]  # (b, k, G, hpg, Q, Q)
+    y_sink = torch.einsum("bcgjqs,bcsgjp->bcqgjp", w, x_p[:, chunks])
+    return y.index_add(1, chunks, y_sink)
 
 
 def _earlier_init_tokens(
