@@ -1,6 +1,7 @@
 """The dna plugin through the Task interface only, as the pipelines drive it."""
 
 import math
+import pickle
 
 import pydantic
 import pytest
@@ -70,6 +71,10 @@ def test_training_step_and_evaluate_side_by_side(lambda_fasta, tiny_config, seed
     assert after["bits_per_base"] < before["bits_per_base"]
     assert after["markov_bits_per_base"] == before["markov_bits_per_base"]
     assert 1.9 < after["markov_bits_per_base"] < 2.0 and after["windows"] == 8
+    # the task pickles small (for Ray workers) and still works after unpickling
+    shipped = pickle.dumps(task)
+    assert len(shipped) < 1000
+    assert pickle.loads(shipped).evaluate(model, s, batch_size=4, max_batches=2) == after
     # a model directory round-trips through the registry
     save_model(tmp_path / "m", task=task, model=model, config=tiny_config, settings=s)
     loaded = load_model(tmp_path / "m")
