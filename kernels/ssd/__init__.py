@@ -11,6 +11,7 @@ from gfssm.kernels.dispatch import select_backend
 from gfssm.kernels.ssd.reference import ssd_scan_reference
 from gfssm.kernels.ssd.step import ssd_step_reference
 from gfssm.kernels.state import ScanState
+from gfssm.kernels.triton_support import has_triton_kernel, load_triton_module
 
 __all__ = ["ScanState", "ssd_scan", "ssd_step"]
 
@@ -78,9 +79,13 @@ def ssd_scan(
     if not dt_limit[0] <= dt_limit[1]:
         raise ValueError(f"ssd_scan: dt_limit must be (lo, hi) with lo <= hi, got {dt_limit}")
 
-    backend = select_backend("ssd_scan", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return ssd_scan_reference(
+    backend = select_backend(
+        f"ssd_scan ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x, B, C)
+    )
+    impl = ssd_scan_reference
+    if backend == "triton":
+        impl = load_triton_module("ssd.triton_ops").ssd_scan_triton
+    return impl(
         x,
         dt,
         A,
@@ -130,9 +135,13 @@ def ssd_step(
     check_shape("ssd_step", "B", B, (b, G, N))
     check_shape("ssd_step", "C", C, (b, G, N))
     check_state("ssd_step", state, (b, H, P, N))
-    backend = select_backend("ssd_step", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return ssd_step_reference(
+    backend = select_backend(
+        f"ssd_step ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x, B, C)
+    )
+    impl = ssd_step_reference
+    if backend == "triton":
+        impl = load_triton_module("ssd.triton_ops").ssd_step_triton
+    return impl(
         x,
         dt,
         A,
