@@ -18,7 +18,6 @@ Kernels and their memory traffic (per element of x, E bytes each):
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 

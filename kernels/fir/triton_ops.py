@@ -133,9 +133,7 @@ def grouped_fir_triton(
     K = weight.shape[1]
     seg = segment_ids(seq_idx) if seq_idx is not None else None
     history = initial_inputs if K > 1 else None
-    y = GroupedFirFunction.apply(
-        x, weight, bias, kernel_sizes, seg, history, activation == "silu"
-    )
+    y = GroupedFirFunction.apply(x, weight, bias, kernel_sizes, seg, history, activation == "silu")
     if not return_final_inputs:
         return y
     return y, final_inputs(x, initial_inputs, seg, K)

@@ -174,7 +174,7 @@ def ssd_chunk_bwd_kernel(
                     coef = r_enter[:, None] * dyx_pre * d_pre[None, :]
                     dC += gamma * tl.dot(coef, B_pre, input_precision=DOT_PREC)
                     dgain += tl.sum(coef * cb_pre, axis=1)
-                if HAS_I0:
+                if HAS_I0:  # noqa: SIM102 (enter0 exists only when HAS_I0)
                     if enter0:
                         I0 = tl.load(I0_ptr + (b * H + h) * P * N + pn, mask=pn_ok, other=0.0)
                         dy_i0 = tl.dot(dy32, I0, input_precision=DOT_PREC)

@@ -288,7 +288,9 @@ class SsdStepFunction(torch.autograd.Function):
             )  # fmt: skip
             return y, st.ssm, st.init_sink
 
-        grads = grads_through_reference(step, tensors, list(ctx.needs_input_grad[:12]), [dy, dS, dI])
+        grads = grads_through_reference(
+            step, tensors, list(ctx.needs_input_grad[:12]), [dy, dS, dI]
+        )
         return (*grads, None, None)
 
 
