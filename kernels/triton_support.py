@@ -10,11 +10,16 @@ Nothing here imports triton at module level, so ``import gfssm.kernels`` stays c
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 import torch
 
 from gfssm.kernels.dispatch import KernelBackendError, triton_interpreting
+
+# Set to 1 to fill every buffer the Triton ops allocate with NaN (float) or -1 (int) before
+# the kernels run: a read of memory no kernel wrote then shows up in the result (tests).
+POISON_ENV = "GFSSM_KERNELS_POISON"
 
 # Dtypes the Triton kernels take; float64 stays on the PyTorch reference.
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -49,6 +54,14 @@ def fp32_dot_precision() -> str:
     """``input_precision`` of ``tl.dot`` on float32 operands: TF32 tensor cores on a GPU
     (states and accumulators stay float32), exact in the interpreter."""
     return "ieee" if triton_interpreting() else "tf32"
+
+
+def new_buffer(*shape: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty`` for kernel outputs and scratch, poisoned under ``GFSSM_KERNELS_POISON=1``."""
+    out = torch.empty(*shape, device=device, dtype=dtype)
+    if os.environ.get(POISON_ENV, "0") == "1":
+        out.fill_(float("nan") if dtype.is_floating_point else -1)
+    return out
 
 
 def next_power_of_2(n: int, minimum: int = 1) -> int:

@@ -10,7 +10,7 @@ import triton
 
 from gfssm.kernels.fir import triton as fir_kernels
 from gfssm.kernels.fir.reference import fir_step_reference, tap_mask
-from gfssm.kernels.triton_support import grads_through_reference, next_power_of_2
+from gfssm.kernels.triton_support import grads_through_reference, new_buffer, next_power_of_2
 
 BUILT_INTERPRETED = fir_kernels.BUILT_INTERPRETED
 
@@ -40,7 +40,7 @@ class GroupedFirFunction(torch.autograd.Function):
         b, L, C = x.shape
         K = weight.shape[1]
         ks = kernel_sizes.to(device=x.device, dtype=torch.int32).contiguous()
-        y = torch.empty(b, L, C, device=x.device, dtype=x.dtype)
+        y = new_buffer(b, L, C, device=x.device, dtype=x.dtype)
         hist = history if history is not None else x  # placeholder pointer, never read
         seg_arg = seg if seg is not None else ks
 
@@ -65,11 +65,11 @@ class GroupedFirFunction(torch.autograd.Function):
         K_pow2 = next_power_of_2(K)
         hist = history if history is not None else x
         seg_arg = seg if seg is not None else ks
-        dpre = torch.empty(b, L, C, device=x.device, dtype=torch.float32)
+        dpre = new_buffer(b, L, C, device=x.device, dtype=torch.float32)
         # Partials sized for the smallest channel block any config uses.
         n_stretch = _stretches(b, triton.cdiv(C, 64), L, x.device)
-        dw_part = torch.empty(b * n_stretch, C, K_pow2, device=x.device, dtype=torch.float32)
-        db_part = torch.empty(b * n_stretch, C, device=x.device, dtype=torch.float32)
+        dw_part = new_buffer(b * n_stretch, C, K_pow2, device=x.device, dtype=torch.float32)
+        db_part = new_buffer(b * n_stretch, C, device=x.device, dtype=torch.float32)
         fir_kernels._fir_bwd_dpre_kernel[
             lambda meta: (triton.cdiv(C, meta["BLOCK_C"]), b, n_stretch)
         ](
@@ -79,10 +79,10 @@ class GroupedFirFunction(torch.autograd.Function):
             K=K, K_POW2=K_pow2, HAS_BIAS=bias is not None, HAS_SEQ=seg is not None,
             HAS_HIST=history is not None, SILU=ctx.silu,
         )  # fmt: skip
-        dx = torch.empty(b, L, C, device=x.device, dtype=x.dtype)
+        dx = new_buffer(b, L, C, device=x.device, dtype=x.dtype)
         dhist = None
         if history is not None:
-            dhist = torch.empty(b, K - 1, C, device=x.device, dtype=history.dtype)
+            dhist = new_buffer(b, K - 1, C, device=x.device, dtype=history.dtype)
 
         def grid(meta):
             return (triton.cdiv(L + K - 1, meta["BLOCK_L"]), triton.cdiv(C, meta["BLOCK_C"]), b)
@@ -148,8 +148,8 @@ class FirStepFunction(torch.autograd.Function):
         b, C = x.shape
         K = weight.shape[1]
         ks = kernel_sizes.to(device=x.device, dtype=torch.int32).contiguous()
-        y = torch.empty(b, C, device=x.device, dtype=x.dtype)
-        new_window = torch.empty(b, K - 1, C, device=x.device, dtype=x.dtype)
+        y = new_buffer(b, C, device=x.device, dtype=x.dtype)
+        new_window = new_buffer(b, K - 1, C, device=x.device, dtype=x.dtype)
         block_c = 128 if x.device.type == "cuda" else 16
         fir_kernels._fir_step_kernel[(b, triton.cdiv(C, block_c))](
             x, window, weight, bias if bias is not None else weight, ks, y, new_window,

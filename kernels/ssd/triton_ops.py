@@ -26,6 +26,7 @@ from gfssm.kernels.state import ScanState
 from gfssm.kernels.triton_support import (
     fp32_dot_precision,
     grads_through_reference,
+    new_buffer,
     next_power_of_2,
 )
 
@@ -80,10 +81,10 @@ class SsdScanFunction(torch.autograd.Function):
         G, N = B.shape[-2:]
         lay = opt.layout
         seg, pos, chunks = _int_args(lay, x)
-        y = torch.empty(b, L, H, P, device=x.device, dtype=x.dtype)
+        y = new_buffer(b, L, H, P, device=x.device, dtype=x.dtype)
         finals = [None, None]
         if opt.return_final:
-            finals = [torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
+            finals = [new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
                       for _ in range(2)]  # fmt: skip
             if not opt.track_init:
                 finals[1].zero_()
@@ -122,7 +123,7 @@ class SsdScanFunction(torch.autograd.Function):
         def seq_grid(m):
             return (b * H, triton.cdiv(P, m["BLOCK_P"]))
 
-        states = torch.empty(b, H, nc, P, N, device=dev, dtype=f32)
+        states = new_buffer(b, H, nc, P, N, device=dev, dtype=f32)
         triton_scan.ssd_forward_kernel[seq_grid](
             x, dt, A, B, C, A, _or(dt_bias, A), A, A, seg, pos, chunks, _or(S0, A), A,
             A, A, A, states,
@@ -132,14 +133,14 @@ class SsdScanFunction(torch.autograd.Function):
             STORE_STATES=True, **flags, **common,
         )  # fmt: skip
 
-        grad_states = torch.empty(b, H, nc, P, N, device=dev, dtype=f32)
-        dS0 = torch.empty(b, H, P, N, device=dev, dtype=f32)
-        dI0 = torch.empty_like(dS0) if opt.track_init else A
-        dK = torch.empty_like(dS0) if Kmat is not None else A
+        grad_states = new_buffer(b, H, nc, P, N, device=dev, dtype=f32)
+        dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
+        dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32) if opt.track_init else A
+        dK = new_buffer(b, H, P, N, device=dev, dtype=f32) if Kmat is not None else A
         track = opt.track_init
         # Slots are zeroed by the autotuner between trials: never alias them with inputs.
         slot_shape = (b, nc, opt.slots) if track else (1, 1, 1)
-        slot_dx = torch.empty(*slot_shape, H, P, device=dev, dtype=f32)
+        slot_dx = new_buffer(*slot_shape, H, P, device=dev, dtype=f32)
         slot_dd = torch.zeros(*slot_shape, H, device=dev, dtype=f32)
         slot_dB = torch.zeros(*slot_shape, G, N, device=dev, dtype=f32)
         triton_scan.ssd_state_grad_kernel[seq_grid](
@@ -152,11 +153,11 @@ class SsdScanFunction(torch.autograd.Function):
             **flags, **common,
         )  # fmt: skip
 
-        dx = torch.empty(b, L, H, P, device=dev, dtype=x.dtype)
-        ddt = torch.empty(b, L, H, device=dev, dtype=dt.dtype)
-        dB = torch.empty(b, L, G, N, device=dev, dtype=B.dtype)
-        dC = torch.empty(b, L, G, N, device=dev, dtype=C.dtype)
-        part = torch.empty(4, b, nc, H, device=dev, dtype=f32)
+        dx = new_buffer(b, L, H, P, device=dev, dtype=x.dtype)
+        ddt = new_buffer(b, L, H, device=dev, dtype=dt.dtype)
+        dB = new_buffer(b, L, G, N, device=dev, dtype=B.dtype)
+        dC = new_buffer(b, L, G, N, device=dev, dtype=C.dtype)
+        part = new_buffer(4, b, nc, H, device=dev, dtype=f32)
         triton_chunk_bwd.ssd_chunk_bwd_kernel[(nc, b * G)](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(Kmat, A), _or(gain, A),
             seg, pos, chunks, _or(I0, A), dy, states, grad_states, slot_dx, slot_dd, slot_dB,
@@ -257,9 +258,9 @@ class SsdStepFunction(torch.autograd.Function):
         b, H, P = x.shape
         G, N = B.shape[-2:]
         Kmat = learned_sink_matrix(sink_k, sink_v, H) if sink_k is not None else None
-        y = torch.empty(b, H, P, device=x.device, dtype=x.dtype)
-        S_new = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
-        I_new = torch.empty_like(S_new)
+        y = new_buffer(b, H, P, device=x.device, dtype=x.dtype)
+        S_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
+        I_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
         block_p = min(next_power_of_2(P, 16), 64)
         triton_step.ssd_step_kernel[(b * H, triton.cdiv(P, block_p))](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(Kmat, A), _or(gain, A), seen,
