@@ -30,7 +30,7 @@ _CONFIGS = one_config_when_interpreting(
         triton.Config({"BLOCK_L": bl, "BLOCK_C": bc}, num_warps=w)
         for bl, bc, w in [(64, 64, 4), (32, 128, 4), (128, 32, 4), (64, 128, 8), (16, 256, 4)]
     ],
-    triton.Config({"BLOCK_L": 32, "BLOCK_C": 16}, num_warps=4),
+    triton.Config({"BLOCK_L": 32, "BLOCK_C": 32}, num_warps=4),
 )
 
 

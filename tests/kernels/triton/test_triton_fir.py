@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings(
 class Case:
     b: int = 2
     L: int = 37
-    C: int = 20
+    C: int = 40  # two channel blocks in the interpreter
     K: int = 5
     packed: bool = True
     history: bool = True
@@ -37,7 +37,7 @@ CASES = {
     "packed-with-history": Case(),
     "plain": Case(packed=False, history=False, final=False),
     "no-activation-long-filter": Case(K=12, activation=None, packed=False),
-    "single-tap": Case(K=1, C=7),
+    "single-tap": Case(K=1, C=7, L=70),
 }
 GPU_SIZES = dict(b=3, L=2001, C=300, K=32)
 
