@@ -23,7 +23,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gfssm.kernels.ssd.triton_common import chunk_segments, decay_matrix, discretize, intra_mask
+from gfssm.kernels.ssd.triton_common import (
+    chunk_segments,
+    decay_matrix,
+    discretize,
+    discretize_with_slope,
+    intra_mask,
+)
 from gfssm.kernels.triton_support import built_interpreted, one_config_when_interpreting
 
 BUILT_INTERPRETED = built_interpreted()
@@ -108,7 +114,7 @@ def ssd_chunk_bwd_kernel(
         bias_h = tl.load(bias_ptr + h).to(tl.float32) if HAS_BIAS else 0.0
         gamma = tl.load(gain_ptr + h).to(tl.float32) if HAS_GAIN else 0.0
         dt_head = dt_ptr + b * sdb + h * sdh
-        delta, slope = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+        delta, slope = discretize_with_slope(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         x_head = x_ptr + b * sxb + h * sxh
@@ -167,7 +173,7 @@ def ssd_chunk_bwd_kernel(
                 dd += gamma * tl.where(init, init_pairs, 0.0)
                 dgain += delta * tl.where(init, init_pairs, 0.0)
                 if pre_cnt > 0:  # initial tokens of the entering sequence in earlier chunks
-                    d_pre, _ = discretize(dt_head + pr * sdl, pr_ok, bias_h, lo, hi, SOFTPLUS)
+                    d_pre = discretize(dt_head + pr * sdl, pr_ok, bias_h, lo, hi, SOFTPLUS)
                     x_pre = tl.load(x_head + pr[:, None] * sxl + p[None, :] * sxp,
                                     mask=pr_ok[:, None] & p_ok[None, :], other=0.0)  # fmt: skip
                     dyx_pre = tl.dot(dy32, tl.trans(x_pre.to(tl.float32)), input_precision=DOT_PREC)

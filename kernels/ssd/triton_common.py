@@ -9,6 +9,13 @@ import triton.language as tl
 
 @triton.jit
 def discretize(dt_ptrs, rows_ok, bias, lo, hi, SOFTPLUS: tl.constexpr):
+    """``Delta`` of :func:`discretize_with_slope` alone."""
+    delta, slope = discretize_with_slope(dt_ptrs, rows_ok, bias, lo, hi, SOFTPLUS)
+    return delta
+
+
+@triton.jit
+def discretize_with_slope(dt_ptrs, rows_ok, bias, lo, hi, SOFTPLUS: tl.constexpr):
     """``Delta = clip(softplus(dt + bias), lo, hi)`` and ``dDelta/d dt``; 0 on padded rows.
 
     softplus follows torch (linear above 20); the clip passes gradient where

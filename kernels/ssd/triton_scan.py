@@ -26,7 +26,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gfssm.kernels.ssd.triton_common import chunk_segments, decay_matrix, discretize, intra_mask
+from gfssm.kernels.ssd.triton_common import (
+    chunk_segments,
+    decay_matrix,
+    discretize,
+    intra_mask,
+)
 from gfssm.kernels.triton_support import built_interpreted, one_config_when_interpreting
 
 BUILT_INTERPRETED = built_interpreted()
@@ -55,7 +60,7 @@ def _init_rows_update(
         k = tl.arange(0, NI)
         r = first + k
         r_ok = k < count
-        d, _ = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
+        d = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
         xr = tl.load(x_head + r[:, None] * sxl + p[None, :] * sxp,
                      mask=r_ok[:, None] & p_ok[None, :], other=0.0).to(tl.float32)  # fmt: skip
         br = tl.load(B_grp + r[:, None] * sbl + n[None, :] * sbn,
@@ -116,7 +121,7 @@ def ssd_forward_kernel(
     for c in tl.range(0, nc):
         t = c * Q + q
         t_ok = t < L
-        delta, _ = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+        delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
@@ -230,7 +235,7 @@ def ssd_state_grad_kernel(
         c = nc - 1 - i
         t = c * Q + q
         t_ok = t < L
-        delta, _ = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+        delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
@@ -244,7 +249,7 @@ def ssd_state_grad_kernel(
             if count > 0:
                 r = first + k
                 r_ok = k < count
-                d, _ = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
+                d = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
                 xr = tl.load(x_head + r[:, None] * sxl + p[None, :] * sxp,
                              mask=r_ok[:, None] & p_ok[None, :], other=0.0).to(tl.float32)  # fmt: skip
                 br = tl.load(B_grp + r[:, None] * sbl + n[None, :] * sbn,
