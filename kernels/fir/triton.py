@@ -68,7 +68,7 @@ def _pre_activation(
     acc = tl.zeros((BLOCK_L, BLOCK_C), dtype=tl.float32)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + c, mask=c_ok, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(K):
+    for k in tl.range(0, K):
         wk = tl.load(w_ptr + c * swc + k * swk, mask=c_ok & (ks > k), other=0.0).to(tl.float32)
         v = _lagged_input(
             x_row, hist_row, seg_row, t, c, t_ok, c_ok, seg_t, k,
@@ -140,7 +140,7 @@ def _fir_bwd_dpre_kernel(
         dp = tl.where(ok, dp, 0.0)
         tl.store(dpre_ptr + row * L * C + t[:, None] * C + c[None, :], dp, mask=ok)
         db += tl.sum(dp, axis=0)
-        for k in tl.static_range(K):
+        for k in tl.range(0, K):
             v = _lagged_input(
                 x_row, hist_row, seg_row, t, c, t_ok, c_ok, seg_t, k,
                 sxl, sxc, shl, shc, K, HAS_SEQ, HAS_HIST,
@@ -171,7 +171,7 @@ def _fir_bwd_dx_kernel(
     # Initial inputs (s < 0) belong to the first sequence, segment 0.
     seg_s = tl.load(seg_row + s, mask=s_ok & (s >= 0), other=0) if HAS_SEQ else 0
     acc = tl.zeros((BLOCK_L, BLOCK_C), dtype=tl.float32)
-    for k in tl.static_range(K):
+    for k in tl.range(0, K):
         t = s + k
         valid = s_ok & (t >= 0) & (t < L)
         if HAS_SEQ:

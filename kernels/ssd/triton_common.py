@@ -71,3 +71,11 @@ def decay_matrix(l, mask):
     and the exponent is clamped at 0 so no masked or rounding-positive entry can blow up."""
     diff = tl.where(mask, l[:, None] - l[None, :], float("-inf"))
     return tl.exp(tl.minimum(diff, 0.0))
+
+
+@triton.jit
+def load_rows(base, rows, rows_ok, cols, cols_ok, s_row, s_col):
+    """A (rows, cols) tile in the tensor's dtype, zero outside the masks; 64-bit row
+    offsets, so long rows of a wide strided input cannot overflow."""
+    ptrs = base + rows.to(tl.int64)[:, None] * s_row + cols[None, :] * s_col
+    return tl.load(ptrs, mask=rows_ok[:, None] & cols_ok[None, :], other=0.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gfssm.kernels.ssd.segments import segments_of
+from gfssm.kernels.ssd.segments import Segments, segments_of
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ScanLayout:
             [2] first row of the initial tokens of the sequence *entering* the chunk that
                 lie in earlier chunks, [3] how many (the chunk reads them through I).
     seen:   (b,) int64 tokens seen by each row's last sequence after the row.
+    segments: the int64 :class:`Segments` the above were derived from.
     """
 
     length: int
@@ -35,6 +36,7 @@ class ScanLayout:
     pos: torch.Tensor | None
     chunks: torch.Tensor | None
     seen: torch.Tensor
+    segments: Segments
 
 
 def scan_layout(
@@ -50,7 +52,7 @@ def scan_layout(
     nchunks = -(-length // chunk)
     seg = segs.ids.to(torch.int32).contiguous() if seq_idx is not None else None
     if n_init == 0:
-        return ScanLayout(length, chunk, nchunks, seg, None, None, segs.final_seen())
+        return ScanLayout(length, chunk, nchunks, seg, None, None, segs.final_seen(), segs)
 
     first = torch.arange(nchunks, device=device) * chunk  # (nc,) first row of each chunk
     end = torch.clamp(first + chunk, max=length)  # one past the last row
@@ -77,4 +79,5 @@ def scan_layout(
         segs.pos.to(torch.int32).contiguous(),
         chunks.contiguous(),
         segs.final_seen(),
+        segs,
     )

@@ -8,10 +8,20 @@ states, and each byte of them moves exactly twice.
 
 from __future__ import annotations
 
+import math
+
+import torch
 import triton
 import triton.language as tl
 
-from gfssm.kernels.triton_support import built_interpreted
+from gfssm.kernels.ssd.step import ssd_step_reference
+from gfssm.kernels.state import ScanState
+from gfssm.kernels.triton_support import (
+    built_interpreted,
+    grads_through_reference,
+    new_buffer,
+    next_power_of_2,
+)
 
 BUILT_INTERPRETED = built_interpreted()
 
@@ -66,3 +76,87 @@ def ssd_step_kernel(
     out = ((b * H + h) * P + p[:, None]) * N + n[None, :]
     tl.store(S_out_ptr + out, S, mask=pn_ok)
     tl.store(I_out_ptr + out, I, mask=pn_ok)
+
+
+def learned_sink_matrix(sink_k: torch.Tensor, sink_v: torch.Tensor, nheads: int) -> torch.Tensor:
+    """``K_h = sum_s v_{s,h} k_{s,g(h)}^T``: (S, G, N), (S, H, P) -> (H, P, N) float32."""
+    G = sink_k.shape[1]
+    k_heads = sink_k.float().repeat_interleave(nheads // G, dim=1)  # (S, H, N)
+    return torch.einsum("shp,shn->hpn", sink_v.float(), k_heads).contiguous()
+
+
+def _or(t: torch.Tensor | None, other: torch.Tensor) -> torch.Tensor:
+    return t if t is not None else other
+
+
+class SsdStepFunction(torch.autograd.Function):
+    """The decode step in Triton; its backward (decoding rarely needs one) differentiates the
+    PyTorch reference of the same step."""
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink, seen,
+                opt: dict):  # fmt: skip
+        b, H, P = x.shape
+        G, N = B.shape[-2:]
+        Kmat = learned_sink_matrix(sink_k, sink_v, H) if sink_k is not None else None
+        y = new_buffer(b, H, P, device=x.device, dtype=x.dtype)
+        S_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
+        I_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
+        block_p = min(next_power_of_2(P, 16), 64)
+        ssd_step_kernel[(b * H, triton.cdiv(P, block_p))](
+            x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(Kmat, A), _or(gain, A), seen,
+            ssm, init_sink, y, S_new, I_new,
+            H, H // G, P, N, opt["n_init"], float(opt["dt_limit"][0]), float(opt["dt_limit"][1]),
+            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *ssm.stride(),
+            *init_sink.stride(),
+            BLOCK_P=block_p, BLOCK_N=next_power_of_2(N, 16), HAS_D=D is not None,
+            HAS_BIAS=dt_bias is not None, SOFTPLUS=opt["dt_softplus"], HAS_K=Kmat is not None,
+            HAS_GAIN=gain is not None,
+        )  # fmt: skip
+        ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink)
+        ctx.seen = seen
+        ctx.opt = opt
+        return y, S_new, I_new
+
+    @staticmethod
+    def backward(ctx, dy, dS, dI):
+        tensors = list(ctx.saved_tensors)
+        seen, opt = ctx.seen, ctx.opt
+
+        def step(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink):
+            y, st = ssd_step_reference(
+                x, dt, A, B, C, D, state=ScanState(ssm, init_sink, seen), dt_bias=dt_bias,
+                sink_k=sink_k, sink_v=sink_v, sink_gain=gain, **opt,
+            )  # fmt: skip
+            return y, st.ssm, st.init_sink
+
+        grads = grads_through_reference(
+            step, tensors, list(ctx.needs_input_grad[:12]), [dy, dS, dI]
+        )
+        return (*grads, None, None)
+
+
+def ssd_step_triton(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    *,
+    state: ScanState,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = True,
+    dt_limit: tuple[float, float] = (0.0, math.inf),
+    sink_k: torch.Tensor | None = None,
+    sink_v: torch.Tensor | None = None,
+    sink_gain: torch.Tensor | None = None,
+    n_init: int = 0,
+) -> tuple[torch.Tensor, ScanState]:
+    """Arguments as :func:`gfssm.kernels.ssd_step` (already validated)."""
+    opt = dict(dt_softplus=dt_softplus, dt_limit=dt_limit, n_init=n_init)
+    y, ssm, init_sink = SsdStepFunction.apply(
+        x, dt, A, B, C, D, dt_bias, sink_k, sink_v, sink_gain, state.ssm, state.init_sink,
+        state.seen, opt,
+    )  # fmt: skip
+    return y, ScanState(ssm=ssm, init_sink=init_sink, seen=state.seen + 1)
