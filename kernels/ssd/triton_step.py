@@ -102,7 +102,7 @@ class SsdStepFunction(torch.autograd.Function):
         y = new_buffer(b, H, P, device=x.device, dtype=x.dtype)
         S_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
         I_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
-        block_p = min(next_power_of_2(P, 16), 64)
+        block_p = min(next_power_of_2(P, 16), 32)
         ssd_step_kernel[(b * H, triton.cdiv(P, block_p))](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(Kmat, A), _or(gain, A), seen,
             ssm, init_sink, y, S_new, I_new,
@@ -111,7 +111,7 @@ class SsdStepFunction(torch.autograd.Function):
             *init_sink.stride(),
             BLOCK_P=block_p, BLOCK_N=next_power_of_2(N, 16), HAS_D=D is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=opt["dt_softplus"], HAS_K=Kmat is not None,
-            HAS_GAIN=gain is not None,
+            HAS_GAIN=gain is not None, num_warps=8 if x.is_cuda else 4,
         )  # fmt: skip
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink)
         ctx.seen = seen
