@@ -9,6 +9,8 @@ Nothing here imports triton at module level, so ``import gfssm.kernels`` stays c
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
 from types import ModuleType
@@ -33,6 +35,13 @@ def has_triton_kernel(*tensors: torch.Tensor | None) -> bool:
 def load_triton_module(name: str) -> ModuleType:
     """Import ``gfssm.kernels.<name>`` (a module of Triton kernels) and check that its
     kernels were built for the current mode (compiled for CUDA or interpreted on CPU)."""
+    if triton_language_interpreted() != triton_interpreting():
+        now = "set" if triton_interpreting() else "unset"
+        raise KernelBackendError(
+            f"TRITON_INTERPRET is {now} now but was not when triton was first imported in "
+            "this process; Triton fixes compile-or-interpret at import, so set "
+            "TRITON_INTERPRET before anything imports triton"
+        )
     module = importlib.import_module(f"gfssm.kernels.{name}")
     built_interpreted = module.BUILT_INTERPRETED
     if built_interpreted != triton_interpreting():
@@ -43,6 +52,15 @@ def load_triton_module(name: str) -> ModuleType:
             "used in this process; set TRITON_INTERPRET before the first kernel call"
         )
     return module
+
+
+def triton_language_interpreted() -> bool:
+    """Whether triton's own ``@jit`` helpers (``tl.zeros``, ...) were decorated for the
+    interpreter, i.e. ``TRITON_INTERPRET=1`` held when triton was first imported."""
+    import triton.language.standard as standard
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(standard.zeros, InterpretedFunction)
 
 
 def built_interpreted() -> bool:
@@ -95,3 +113,18 @@ def grads_through_reference(fn, inputs: list, needs: list[bool], grad_outputs: l
         )
     found = iter(grads)
     return [next(found) if need else None for need in needs]
+
+
+def on_input_device(method):
+    """Run an autograd ``forward``/``backward`` with the current CUDA device set to that of
+    its first tensor argument: Triton launches on the current device, which need not be the
+    tensors' (several GPUs in one process)."""
+
+    @functools.wraps(method)
+    def wrapper(ctx, *args):
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        guard = torch.cuda.device(first.device) if first is not None and first.is_cuda else None
+        with guard if guard is not None else contextlib.nullcontext():
+            return method(ctx, *args)
+
+    return wrapper

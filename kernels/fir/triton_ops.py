@@ -10,7 +10,12 @@ import triton
 
 from gfssm.kernels.fir import triton as fir_kernels
 from gfssm.kernels.fir.reference import fir_step_reference, tap_mask
-from gfssm.kernels.triton_support import grads_through_reference, new_buffer, next_power_of_2
+from gfssm.kernels.triton_support import (
+    grads_through_reference,
+    new_buffer,
+    next_power_of_2,
+    on_input_device,
+)
 
 BUILT_INTERPRETED = fir_kernels.BUILT_INTERPRETED
 
@@ -36,6 +41,7 @@ class GroupedFirFunction(torch.autograd.Function):
     """y = act(bias + causal grouped FIR of x); gradients for x, weight, bias, history."""
 
     @staticmethod
+    @on_input_device
     def forward(ctx, x, weight, bias, kernel_sizes, seg, history, silu: bool):
         b, L, C = x.shape
         K = weight.shape[1]
@@ -58,6 +64,7 @@ class GroupedFirFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @on_input_device
     def backward(ctx, dy):
         x, weight, bias, ks, seg, history = ctx.saved_tensors
         b, L, C = x.shape
@@ -144,6 +151,7 @@ class FirStepFunction(torch.autograd.Function):
     gradients) differentiates the PyTorch reference of the same step."""
 
     @staticmethod
+    @on_input_device
     def forward(ctx, x, window, weight, bias, kernel_sizes, silu: bool):
         b, C = x.shape
         K = weight.shape[1]
@@ -161,6 +169,7 @@ class FirStepFunction(torch.autograd.Function):
         return y, new_window
 
     @staticmethod
+    @on_input_device
     def backward(ctx, dy, dwindow):
         x, window, weight, bias, kernel_sizes = ctx.saved_tensors
         silu = ctx.silu

@@ -29,7 +29,12 @@ from gfssm.kernels.ssd.segments import Segments
 from gfssm.kernels.ssd.triton_meta import ScanLayout, scan_layout
 from gfssm.kernels.ssd.triton_step import ssd_step_triton
 from gfssm.kernels.state import ScanState
-from gfssm.kernels.triton_support import fp32_dot_precision, new_buffer, next_power_of_2
+from gfssm.kernels.triton_support import (
+    fp32_dot_precision,
+    new_buffer,
+    next_power_of_2,
+    on_input_device,
+)
 
 BUILT_INTERPRETED = triton_scan.BUILT_INTERPRETED
 MIN_CHUNK, MAX_CHUNK = 16, 128
@@ -71,6 +76,7 @@ def _or(t: torch.Tensor | None, other: torch.Tensor) -> torch.Tensor:
 
 class SsdScanFunction(torch.autograd.Function):
     @staticmethod
+    @on_input_device
     def forward(ctx, x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, opt: _Options):
         b, L, H, P = x.shape
         G, N = B.shape[-2:]
@@ -104,6 +110,7 @@ class SsdScanFunction(torch.autograd.Function):
         return y, S_final
 
     @staticmethod
+    @on_input_device
     def backward(ctx, dy, dS_final):
         x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0 = ctx.saved_tensors
         opt: _Options = ctx.opt

@@ -21,6 +21,7 @@ from gfssm.kernels.triton_support import (
     grads_through_reference,
     new_buffer,
     next_power_of_2,
+    on_input_device,
 )
 
 BUILT_INTERPRETED = built_interpreted()
@@ -94,6 +95,7 @@ class SsdStepFunction(torch.autograd.Function):
     PyTorch reference of the same step."""
 
     @staticmethod
+    @on_input_device
     def forward(ctx, x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink, seen,
                 opt: dict):  # fmt: skip
         b, H, P = x.shape

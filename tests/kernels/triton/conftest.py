@@ -1,10 +1,11 @@
 """Fixtures of the Triton kernel tests: where the kernels run, and comparisons against the
 PyTorch references.
 
-Triton fixes compile-or-interpret when it decorates a kernel, i.e. when gfssm first imports
-its kernel modules in a process; so one process tests one kind. Without a GPU the
-interpreter cases run (CPU tensors, ``TRITON_INTERPRET=1`` set per test before that first
-import) and the ``cuda`` cases are skipped; on a GPU the ``cuda`` cases run (larger shapes,
+Triton fixes compile-or-interpret when it decorates a kernel, its own helpers at
+``import triton`` and gfssm's when its kernel modules are first imported; so one process
+tests one kind. Without a GPU, ``tests/kernels/conftest.py`` sets ``TRITON_INTERPRET=1``
+before any test of this folder imports triton, the interpreter cases run on CPU tensors and
+the ``cuda`` cases are skipped; on a GPU the ``cuda`` cases run (larger shapes,
 bfloat16 too) and the interpreter cases are skipped unless ``TRITON_INTERPRET=1`` is set for
 the whole run. Kernel buffers are poisoned with NaN (``GFSSM_KERNELS_POISON=1``) and inputs
 are strided views into NaN-padded storage, so any read of unwritten or foreign memory shows.
@@ -13,12 +14,14 @@ are strided views into NaN-padded storage, so any read of unwritten or foreign m
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import pytest
 import torch
 
 from gfssm.kernels.testing import assert_close
+from gfssm.kernels.triton_support import triton_language_interpreted
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ def use_interpreter(monkeypatch) -> torch.device:
             "(run with TRITON_INTERPRET=1 to test the interpreter path)"
         )
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+    if "triton" in sys.modules and not triton_language_interpreted():
+        pytest.skip(
+            "triton was imported before TRITON_INTERPRET=1 was set in this process "
+            "(tests/kernels/conftest.py sets it when no GPU is visible)"
+        )
     monkeypatch.setenv("GFSSM_KERNELS", "triton")
     monkeypatch.setenv("GFSSM_KERNELS_POISON", "1")
     return torch.device("cpu")
