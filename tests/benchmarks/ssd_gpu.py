@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heads", type=int, help="heads H (default 32)")
     parser.add_argument("--headdim", type=int, help="head dim P (default 64)")
     parser.add_argument("--dstate", type=int, help="state size N (default 128)")
-    parser.add_argument("--chunk-size", type=int, default=64, help="our chunk length Q")
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[64, 128],
+                        help="our chunk lengths Q to try (the result does not depend on Q)")  # fmt: skip
     parser.add_argument("--mamba-chunk-size", type=int, default=256, help="mamba_ssm's chunk")
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
     parser.add_argument("--render", type=Path, help="only render this JSON as a markdown table")
@@ -156,20 +157,21 @@ def bench_scan(args, L: int, device: torch.device, dtype: torch.dtype) -> list[d
     b, H, P, N = args.batch, args.heads, args.headdim, args.dstate
     rows = []
 
-    def ours(mode: str, sinks: bool):
+    def ours(mode: str, sinks: bool, chunk: int):
         inp = scan_inputs(b, L, H, P, N, dtype, device, sinks)
         names = list(inp)
 
         def op(*tensors):
-            return ssd_scan(**dict(zip(names, tensors)), chunk_size=args.chunk_size,
+            return ssd_scan(**dict(zip(names, tensors)), chunk_size=chunk,
                             n_init=4 if sinks else 0)  # fmt: skip
 
         os.environ["GFSSM_KERNELS"] = mode
         return fwd_and_bwd(op, list(inp.values()))
 
-    rows.append({"impl": "gfssm-triton", **ours("triton", True)})
-    rows.append({"impl": "gfssm-triton-nosink", **ours("triton", False)})
-    rows.append({"impl": "gfssm-reference", **ours("reference", True)})
+    for chunk in args.chunk_sizes:
+        rows.append({"impl": f"gfssm-triton Q{chunk}", **ours("triton", True, chunk)})
+        rows.append({"impl": f"gfssm-triton-nosink Q{chunk}", **ours("triton", False, chunk)})
+    rows.append({"impl": "gfssm-reference Q64", **ours("reference", True, 64)})
     mamba_chunk_scan_combined, why_not = load_mamba_chunk_scan()
     if mamba_chunk_scan_combined is None:
         print(f"mamba-ssm: absent, {why_not}", flush=True)
@@ -242,7 +244,7 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"GPU: {meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}",
         f"Shapes: b{meta['batch']}, H{meta['heads']}, P{meta['headdim']}, N{meta['dstate']}, "
-        f"{meta['dtype']}, our chunk {meta['chunk_size']}; copy bandwidth "
+        f"{meta['dtype']}; copy bandwidth "
         f"{meta['copy_gbs']:.0f} GB/s.",
         "",
         "| kind | L | impl | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB | "
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "triton": triton.__version__,
             "copy_gbs": copy_gbs,
-            **{k: getattr(args, k) for k in ("batch", "heads", "headdim", "dstate", "chunk_size")},
+            **{k: getattr(args, k) for k in ("batch", "heads", "headdim", "dstate")},
             "dtype": args.dtype,
         },
         "results": results,

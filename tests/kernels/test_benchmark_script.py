@@ -52,7 +52,7 @@ def test_render_turns_results_into_a_table_with_speedups(tmp_path):
             dtype="bfloat16",
         ),
         "results": [
-            {"impl": "gfssm-triton", "kind": "scan", "L": 8192, **entry},
+            {"impl": "gfssm-triton Q64", "kind": "scan", "L": 8192, **entry},
             {"impl": "mamba-ssm", "kind": "scan", "L": 8192, **slower},
             {"impl": "mamba-ssm", "kind": "scan", "L": 2048, "note": "absent: not installed"},
         ],
@@ -63,7 +63,7 @@ def test_render_turns_results_into_a_table_with_speedups(tmp_path):
     out = run_script("--render", str(path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    ours = next(line for line in lines if "gfssm-triton" in line)
+    ours = next(line for line in lines if "gfssm-triton Q64" in line)
     assert "| 0.500 | 2.000 | 100 | 300 | 1.50x |" in ours
     assert any("absent: not installed" in line for line in lines)
     assert "L=8192: 0.170 ms" in out.stdout
