@@ -43,6 +43,10 @@ def ssd_scan(
     seq_idx: (b, L) ints (a new sequence starts wherever it changes),
     initial_state: ScanState applied to the first sequence of each row.
     Returns y: (b, L, H, P), or (y, final ScanState) with ``return_final_state``.
+
+    The result does not depend on ``chunk_size``; the Triton kernels (CUDA tensors) use it
+    clamped to [16, 128], and on a GPU it trades the backward's state memory (~1/Q) against
+    the (Q, Q) work of the quadratic form.
     """
     if x.dim() != 4:
         raise ValueError(f"ssd_scan: x must be (b, L, H, P), got shape {tuple(x.shape)}")

@@ -10,10 +10,20 @@ partials (dA, dD, d gain, d dt_bias, d sink_v, d sink_k) are summed here. The fi
 initial-token sink (at most ``n_init`` tokens of each row's last sequence, plus the initial
 sink) is a handful of gathered rows, computed with tensor ops so autograd differentiates it.
 
-Memory traffic at bf16 (E = 2 bytes), per (row, head), with T = L/Q chunks:
-forward ~ L*(2*P + 2*N/hpg)*E, the minimum; backward ~ 3*L*P*E + T*P*N*4*4 (two fp32
-state tensors written once and read once), plus x and B read again by the recompute. All
-buffers are linear in L.
+Expected cost at the design point, b8 L8192 H32 P64 N128 G1 bf16, Q=64 (not measured: no
+GPU was available when this was written; ``tests/benchmarks/ssd_gpu.py`` measures it):
+
+- forward: DRAM traffic ~0.59 GB (x and y 0.27 GB each, B, C, dt and ``C B^T`` the rest),
+  the memory-bound minimum, ~0.2 ms at 3 TB/s; ~85 GFLOP of small MMAs (state read-out
+  and update 66, intra-chunk 17), ~0.2-0.3 ms; 512 programs (BLOCK_P=32) walk 128 chunks
+  each, so the two overlap only if ~4 programs per SM hide the chunk-to-chunk latency.
+- backward: x, dy read twice, dx, dB, dC written once (~1.4 GB) plus the two fp32 state
+  tensors, each (b, H, L/Q, P, N) = 1.07 GB, written once and read once (~4.3 GB): ~1.9 ms
+  of traffic at Q=64, half the state part at Q=128. The state tensors are the lever: a
+  checkpoint every R chunks (recomputing the R-1 others in the chunk kernel) or storing
+  them in the input dtype would cut it further; both are left for measurement on a GPU.
+- memory: y, the final state and ``C B^T`` in the forward; the two state tensors (8x the
+  bytes of a bf16 x at Q=64) during the backward. All linear in L.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """The sequential Triton kernels of the scan: one program per (row, head, block of P) walks
 the chunks of its row in order, carrying the fp32 state in registers.
 
-``ssd_forward_kernel`` is the whole forward pass in one launch. Per chunk of Q rows it
-loads x, dt, B, C once, forms the chunk-local log decay ``l`` (a cumsum restarting each
+``ssd_chunk_cb_kernel`` forms ``C B^T`` of every chunk once per B/C group, (b, nc, G, Q, Q)
+fp32 (Q*4 bytes per token and group, small next to x), so the heads sharing a group do not
+each recompute it (that product is as large as the state read-out, H/G times over).
+
+``ssd_forward_kernel`` is then the whole forward pass. Per chunk of Q rows it loads x, dt,
+B, C and ``C B^T`` once, forms the chunk-local log decay ``l`` (a cumsum restarting each
 chunk), the intra-chunk quadratic form, the read-outs of the carried state S, of the
 learned sink (low rank: ``(C k^T) v``) and of the initial-token sink (low rank too: the at
 most ``n_init`` initial tokens of the sequence entering the chunk, plus the initial
