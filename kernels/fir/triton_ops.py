@@ -9,7 +9,7 @@ import torch
 import triton
 
 from gfssm.kernels.fir import triton as fir_kernels
-from gfssm.kernels.fir.reference import fir_step_reference, tap_mask
+from gfssm.kernels.fir.reference import fir_step_reference
 from gfssm.kernels.triton_support import (
     grads_through_reference,
     new_buffer,
@@ -197,4 +197,4 @@ def fir_step_triton(
     return FirStepFunction.apply(x, window, weight, bias, kernel_sizes, activation == "silu")
 
 
-__all__ = ["fir_step_triton", "grouped_fir_triton", "tap_mask"]
+__all__ = ["fir_step_triton", "grouped_fir_triton"]
