@@ -94,12 +94,14 @@ def kernel_cases(chunk: int = 64, headdim: int = 64, dstate: int = 128) -> list[
     on = dict(HAS_BIAS=True, SOFTPLUS=True, HAS_SEQ=True)
     off = dict(HAS_BIAS=False, SOFTPLUS=False, HAS_SEQ=False)
     fwd = dict(NI=16, SP=16, HAS_D=True, HAS_SINK=True, HAS_INIT=True, HAS_S0=True, HAS_I0=True,
-               WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, BLOCK_P=32)  # fmt: skip
+               WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, STRIDE=1,
+               BLOCK_P=32)  # fmt: skip
     recompute = {**fwd, "HAS_D": False, "HAS_SINK": False, "HAS_INIT": False, "HAS_I0": False,
-                 "WRITE_Y": False, "WRITE_FINAL": False, "STORE_STATES": True}  # fmt: skip
-    grad = dict(NI=16, TRACK_GI=True, HAS_SLOTS=True, HAS_DSF=True, BLOCK_P=32)
+                 "WRITE_Y": False, "WRITE_FINAL": False, "STORE_STATES": True,
+                 "STRIDE": 2}  # fmt: skip
+    grad = dict(NI=16, TRACK_GI=True, HAS_SLOTS=True, HAS_DSF=True, STRIDE=2, BLOCK_P=32)
     chunk_bwd = dict(NI=16, SP=16, BLOCK_P=headdim, HAS_D=True, HAS_SINK=True, HAS_INIT=True,
-                     HAS_I0=True, HAS_SLOTS=True)  # fmt: skip
+                     HAS_I0=True, HAS_SLOTS=True, STRIDE=2)  # fmt: skip
     no_opts = {k: False for k in chunk_bwd if k.startswith("HAS_")}
     fir_on = dict(K=32, HAS_BIAS=True, HAS_SEQ=True, HAS_HIST=True, BLOCK_L=64, BLOCK_C=64)
     kw = dict(fp32_ptrs=states, int_ptrs=ints)

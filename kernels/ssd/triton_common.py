@@ -79,3 +79,46 @@ def load_rows(base, rows, rows_ok, cols, cols_ok, s_row, s_col):
     offsets, so long rows of a wide strided input cannot overflow."""
     ptrs = base + rows.to(tl.int64)[:, None] * s_row + cols[None, :] * s_col
     return tl.load(ptrs, mask=rows_ok[:, None] & cols_ok[None, :], other=0.0)
+
+
+@triton.jit
+def advance_state(
+    S, x_head, B_grp, dt_head, seg_row, c, L, A_h, bias_h, lo, hi, p, p_ok, n, n_ok, q,
+    sxl, sxp, sbl, sbn, sdl,
+    Q: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr, DOT_PREC: tl.constexpr,
+):  # fmt: skip
+    """The fp32 state entering chunk ``c`` -> the state entering chunk ``c + 1``."""
+    OP = x_head.dtype.element_ty
+    t = c * Q + q
+    t_ok = t < L
+    delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+    l = tl.cumsum(delta * A_h, axis=0)
+    l_last = tl.sum(delta * A_h, axis=0)
+    seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
+    xt = load_rows(x_head, t, t_ok, p, p_ok, sxl, sxp)
+    Bt = load_rows(B_grp, t, t_ok, n, n_ok, sbl, sbn).to(OP)
+    to_end = tl.where(leaves, tl.exp(tl.minimum(l_last - l, 0.0)) * delta, 0.0)
+    S = S * tl.where(carry, tl.exp(l_last), 0.0)
+    xw = (xt.to(tl.float32) * to_end[:, None]).to(OP)
+    return S + tl.dot(tl.trans(xw), Bt, input_precision=DOT_PREC)
+
+
+@triton.jit
+def retreat_adjoint(
+    GS, dy_head, C_grp, dt_head, seg_row, c, L, A_h, bias_h, lo, hi, p, p_ok, n, n_ok, q,
+    syl, syp, scl, scn, sdl,
+    Q: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr, DOT_PREC: tl.constexpr,
+):  # fmt: skip
+    """dL/dS after chunk ``c`` -> dL/dS after chunk ``c - 1`` (the state entering ``c``)."""
+    OP = dy_head.dtype.element_ty
+    t = c * Q + q
+    t_ok = t < L
+    delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+    l = tl.cumsum(delta * A_h, axis=0)
+    l_last = tl.sum(delta * A_h, axis=0)
+    seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
+    dyt = load_rows(dy_head, t, t_ok, p, p_ok, syl, syp)
+    c_read = load_rows(C_grp, t, t_ok, n, n_ok, scl, scn).to(tl.float32)
+    c_read = c_read * tl.where(enters, tl.exp(l), 0.0)[:, None]
+    GS = GS * tl.where(carry, tl.exp(l_last), 0.0)
+    return GS + tl.dot(tl.trans(dyt), c_read.to(OP), input_precision=DOT_PREC)

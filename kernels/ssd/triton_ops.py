@@ -17,12 +17,13 @@ GPU was available when this was written; ``tests/benchmarks/ssd_gpu.py`` measure
   the memory-bound minimum, ~0.2 ms at 3 TB/s; ~85 GFLOP of small MMAs (state read-out
   and update 66, intra-chunk 17), ~0.2-0.3 ms; 512 programs (BLOCK_P=32) walk 128 chunks
   each, so the two overlap only if ~4 programs per SM hide the chunk-to-chunk latency.
-- backward: x, dy read twice, dx, dB, dC written once (~1.4 GB) plus the two fp32 state
-  tensors, each (b, H, L/Q, P, N) = 1.07 GB, written once and read once (~4.3 GB): ~1.9 ms
-  of traffic at Q=64, half the state part at Q=128. The state tensors are the lever: a
-  checkpoint every R chunks (recomputing the R-1 others in the chunk kernel) or storing
-  them in the input dtype would cut it further; both are left for measurement on a GPU.
-- memory: y, the final state and ``C B^T`` in the forward; the two state tensors (8x the
+- backward: x, dy read twice (plus a neighbour chunk's x and dy), dx, dB, dC written once
+  (~1.7 GB) plus the two fp32 state tensors, one state per R=2 chunks: each
+  (b, H, L/(2Q), P, N) = 0.54 GB, written once and read once (~2.1 GB): ~1.3 ms of traffic
+  at 3 TB/s. The chunk kernel recomputes the state entering the second chunk of each pair
+  and the adjoint leaving the first (one extra (P, Q, N) product each). Storing the two
+  tensors in the input dtype would halve that part again; left for measurement on a GPU.
+- memory: y, the final state and ``C B^T`` in the forward; the two state tensors (4x the
   bytes of a bf16 x at Q=64) during the backward. All linear in L.
 """
 
@@ -55,6 +56,13 @@ def kernel_chunk(chunk_size: int) -> int:
     """The chunk length the kernels use: ``tl.dot`` needs 16 rows, and the backward's
     (Q, Q) tiles stop fitting in registers past 128. The result does not depend on it."""
     return min(max(chunk_size, MIN_CHUNK), MAX_CHUNK)
+
+
+def checkpoint_stride(chunk: int, nchunks: int) -> int:
+    """Chunks per stored state in the backward: 2 below Q=128, so the two fp32 state
+    tensors hold one state per 2*Q tokens (half the memory and traffic) while the chunk
+    kernel's (Q, Q) tiles stay small; it recomputes the other state from its neighbour."""
+    return 2 if chunk < MAX_CHUNK and nchunks > 1 else 1
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -112,7 +120,7 @@ class SsdScanFunction(torch.autograd.Function):
             SP=next_power_of_2(n_sink, 16), HAS_D=D is not None, HAS_BIAS=dt_bias is not None,
             SOFTPLUS=opt.softplus, HAS_SEQ=lay.seg is not None, HAS_SINK=n_sink > 0,
             HAS_INIT=opt.has_init, HAS_S0=S0 is not None, HAS_I0=I0 is not None,
-            WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False,
+            WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, STRIDE=1,
             DOT_PREC=dot_precision(x.dtype),
         )  # fmt: skip
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0)
@@ -128,6 +136,7 @@ class SsdScanFunction(torch.autograd.Function):
         b, L, H, P = x.shape
         G, N = B.shape[-2:]
         nc = lay.nchunks
+        R = checkpoint_stride(lay.chunk, nc)
         n_sink = sink_k.shape[0] if sink_k is not None else 0
         SP = next_power_of_2(n_sink, 16)
         dev, f32 = x.device, torch.float32
@@ -141,18 +150,19 @@ class SsdScanFunction(torch.autograd.Function):
         def seq_grid(m):
             return (b * H, triton.cdiv(P, m["BLOCK_P"]))
 
-        states = new_buffer(b, H, nc, P, N, device=dev, dtype=f32)
+        states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=f32)
         triton_scan.ssd_forward_kernel[seq_grid](
             x, dt, A, B, C, A, _or(dt_bias, A), A, A, A, seg, pos, chunks, _or(S0, A), A,
             A, A, A, states,
             L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, *strides, 0, 0, 0, 0,
             SP=16, HAS_D=False, HAS_SINK=False, HAS_INIT=False, HAS_S0=S0 is not None,
-            HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, **common,
+            HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, STRIDE=R,
+            **common,
         )  # fmt: skip
 
         track_gi = gain is not None and (opt.has_init or I0 is not None)
         slots = opt.has_init
-        grad_states = new_buffer(b, H, nc, P, N, device=dev, dtype=f32)
+        grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=f32)
         dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         # Slots are zeroed by the autotuner between trials: never alias them with inputs.
@@ -164,7 +174,8 @@ class SsdScanFunction(torch.autograd.Function):
             x, dt, A, B, C, _or(dt_bias, A), _or(gain, A), seg, chunks, dy,
             _or(dS_final, A), grad_states, dS0, dI0, slot_dx, slot_dd, slot_dB,
             L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, *strides, *dy.stride(),
-            TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, **common,
+            TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, STRIDE=R,
+            **common,
         )  # fmt: skip
 
         dx = new_buffer(b, L, H, P, device=dev, dtype=x.dtype)
@@ -175,14 +186,15 @@ class SsdScanFunction(torch.autograd.Function):
         sink_shape = (b, nc) if n_sink else (1, 1)
         dsv = new_buffer(*sink_shape, H, SP, P, device=dev, dtype=f32)
         dsk = new_buffer(*sink_shape, SP, G, N, device=dev, dtype=f32)
-        triton_chunk_bwd.ssd_chunk_bwd_kernel[(nc, b * G)](
+        triton_chunk_bwd.ssd_chunk_bwd_kernel[(triton.cdiv(nc, R), b * G)](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A),
             _or(gain, A), seg, pos, chunks, _or(I0, A), dy, states, grad_states,
             slot_dx, slot_dd, slot_dB, dx, ddt, dB, dC, part, dsv, dsk,
             b, L, nc, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi, opt.slots,
             *strides, *dy.stride(),
             BLOCK_P=next_power_of_2(P, 16), SP=SP, HAS_D=D is not None, HAS_SINK=n_sink > 0,
-            HAS_INIT=opt.has_init, HAS_I0=I0 is not None, HAS_SLOTS=slots, **common,
+            HAS_INIT=opt.has_init, HAS_I0=I0 is not None, HAS_SLOTS=slots, STRIDE=R,
+            **common,
         )  # fmt: skip
         sums = part.sum(dim=(1, 2))  # (4, H)
         d_sink_k = d_sink_v = None

@@ -91,7 +91,7 @@ def ssd_forward_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_SEQ: tl.constexpr,
     HAS_SINK: tl.constexpr, HAS_INIT: tl.constexpr, HAS_S0: tl.constexpr, HAS_I0: tl.constexpr,
     WRITE_Y: tl.constexpr, WRITE_FINAL: tl.constexpr, STORE_STATES: tl.constexpr,
-    DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
+    STRIDE: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
     """HAS_INIT: read the initial-token sink (n_init > 0 and a gain); HAS_I0: read the
     initial state's sink (given, and a gain)."""
@@ -135,8 +135,10 @@ def ssd_forward_kernel(
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
         xt = load_rows(x_head, t, t_ok, p, p_ok, sxl, sxp)
         Bt = load_rows(B_grp, t, t_ok, n, n_ok, sbl, sbn).to(OP)
-        if STORE_STATES:
-            tl.store(states_ptr + ((b * H + h) * nc + c) * P * N + pn, S, mask=pn_ok)
+        if STORE_STATES:  # noqa: SIM102 (the state entering every STRIDE-th chunk)
+            if c % STRIDE == 0:
+                slot_c = (b * H + h) * tl.cdiv(nc, STRIDE) + c // STRIDE
+                tl.store(states_ptr + slot_c * P * N + pn, S, mask=pn_ok)
         if WRITE_Y:
             Ct = load_rows(C_grp, t, t_ok, n, n_ok, scl, scn).to(OP)
             mask = intra_mask(seg, q, HAS_SEQ)
@@ -204,7 +206,7 @@ def ssd_state_grad_kernel(
     Q: tl.constexpr, BLOCK_N: tl.constexpr, NI: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_SEQ: tl.constexpr,
     TRACK_GI: tl.constexpr, HAS_SLOTS: tl.constexpr, HAS_DSF: tl.constexpr,
-    DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
+    STRIDE: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
     """TRACK_GI: carry dL/dI (a gain, and initial tokens or an initial sink to feed);
     HAS_SLOTS: initial tokens exist (n_init > 0) and take gradient through the sink."""
@@ -245,7 +247,9 @@ def ssd_state_grad_kernel(
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
-        tl.store(grad_states_ptr + ((b * H + h) * nc + c) * P * N + pn, GS, mask=pn_ok)
+        if (c % STRIDE == STRIDE - 1) | (c == nc - 1):  # dL/dS after every STRIDE chunks
+            slot_c = (b * H + h) * tl.cdiv(nc, STRIDE) + c // STRIDE
+            tl.store(grad_states_ptr + slot_c * P * N + pn, GS, mask=pn_ok)
 
         if HAS_SLOTS:
             # Initial tokens of the chunk's last sequence reach later chunks through I.
