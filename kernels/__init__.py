@@ -1,7 +1,10 @@
 """GFSSM's functional ops: tensors in, tensors out.
 
-Each op has a plain-PyTorch reference (the CPU path); ``GFSSM_KERNELS`` picks the backend
-(see :mod:`gfssm.kernels.dispatch`).
+Each op has a plain-PyTorch reference (the CPU path) and a Triton implementation (CUDA
+tensors; CPU tensors under ``TRITON_INTERPRET=1``, for tests): ``fir/triton.py`` and the
+``ssd/triton_*.py`` modules, imported on first use. ``GFSSM_KERNELS`` picks the backend
+(see :mod:`gfssm.kernels.dispatch`); ``python -m gfssm.kernels.triton_compile_check``
+compiles every kernel for a GPU architecture without a GPU.
 """
 
 from gfssm.kernels.dispatch import KernelBackendError, kernel_mode, select_backend

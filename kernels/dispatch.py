@@ -8,6 +8,9 @@
 - ``triton``: always Triton; on CPU tensors this needs ``TRITON_INTERPRET=1`` (tests).
 
 Asking for a backend that cannot run is an error that says why; nothing falls back silently.
+The Triton kernels take float32, float16 and bfloat16 tensors; float64 stays on the reference
+(an error under ``triton``, a warning under ``auto`` on a GPU). The kernel modules are
+imported on first use (see :mod:`gfssm.kernels.triton_support`).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def select_backend(op: str, device: torch.device, *, has_triton_kernel: bool) ->
         if has_triton_kernel:
             return "triton"
         warnings.warn(
-            f"{op}: no Triton kernel yet, running the PyTorch reference on {device}",
+            f"{op}: no Triton kernel for these inputs, running the PyTorch reference on {device}",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -12,6 +12,7 @@ from gfssm.kernels.fir.reference import (
     grouped_fir_reference,
     tap_mask,
 )
+from gfssm.kernels.triton_support import has_triton_kernel, load_triton_module
 
 __all__ = ["fir_step", "grouped_fir", "tap_mask"]
 
@@ -62,9 +63,13 @@ def grouped_fir(
         check_shape("grouped_fir", "seq_idx", seq_idx, (b, L))
     if initial_inputs is not None:
         check_shape("grouped_fir", "initial_inputs", initial_inputs, (b, K - 1, C))
-    backend = select_backend("grouped_fir", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return grouped_fir_reference(
+    backend = select_backend(
+        f"grouped_fir ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x)
+    )
+    impl = grouped_fir_reference
+    if backend == "triton":
+        impl = load_triton_module("fir.triton_ops").grouped_fir_triton
+    return impl(
         x,
         weight,
         bias,
@@ -94,6 +99,10 @@ def fir_step(
     b, C = x.shape
     K = _check_filter("fir_step", C, weight, bias, kernel_sizes, activation)
     check_shape("fir_step", "window", window, (b, K - 1, C))
-    backend = select_backend("fir_step", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return fir_step_reference(x, window, weight, bias, kernel_sizes, activation=activation)
+    backend = select_backend(
+        f"fir_step ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x)
+    )
+    impl = fir_step_reference
+    if backend == "triton":
+        impl = load_triton_module("fir.triton_ops").fir_step_triton
+    return impl(x, window, weight, bias, kernel_sizes, activation=activation)

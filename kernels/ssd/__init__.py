@@ -11,6 +11,7 @@ from gfssm.kernels.dispatch import select_backend
 from gfssm.kernels.ssd.reference import ssd_scan_reference
 from gfssm.kernels.ssd.step import ssd_step_reference
 from gfssm.kernels.state import ScanState
+from gfssm.kernels.triton_support import has_triton_kernel, load_triton_module
 
 __all__ = ["ScanState", "ssd_scan", "ssd_step"]
 
@@ -42,6 +43,10 @@ def ssd_scan(
     seq_idx: (b, L) ints (a new sequence starts wherever it changes),
     initial_state: ScanState applied to the first sequence of each row.
     Returns y: (b, L, H, P), or (y, final ScanState) with ``return_final_state``.
+
+    The result does not depend on ``chunk_size``; the Triton kernels (CUDA tensors) use it
+    clamped to [16, 128], and on a GPU it trades the backward's state memory (~1/Q) against
+    the (Q, Q) work of the quadratic form.
     """
     if x.dim() != 4:
         raise ValueError(f"ssd_scan: x must be (b, L, H, P), got shape {tuple(x.shape)}")
@@ -81,9 +86,13 @@ def ssd_scan(
     if not dt_limit[0] <= dt_limit[1]:
         raise ValueError(f"ssd_scan: dt_limit must be (lo, hi) with lo <= hi, got {dt_limit}")
 
-    backend = select_backend("ssd_scan", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return ssd_scan_reference(
+    backend = select_backend(
+        f"ssd_scan ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x, B, C)
+    )
+    impl = ssd_scan_reference
+    if backend == "triton":
+        impl = load_triton_module("ssd.triton_ops").ssd_scan_triton
+    return impl(
         x,
         dt,
         A,
@@ -133,9 +142,13 @@ def ssd_step(
     check_shape("ssd_step", "B", B, (b, G, N))
     check_shape("ssd_step", "C", C, (b, G, N))
     check_state("ssd_step", state, (b, H, P, N))
-    backend = select_backend("ssd_step", x.device, has_triton_kernel=False)
-    assert backend == "reference"
-    return ssd_step_reference(
+    backend = select_backend(
+        f"ssd_step ({x.dtype})", x.device, has_triton_kernel=has_triton_kernel(x, B, C)
+    )
+    impl = ssd_step_reference
+    if backend == "triton":
+        impl = load_triton_module("ssd.triton_ops").ssd_step_triton
+    return impl(
         x,
         dt,
         A,

@@ -54,3 +54,20 @@ def test_env_is_read_per_call(monkeypatch):
         ssd_scan(*args)
     monkeypatch.setenv("GFSSM_KERNELS", "reference")
     assert ssd_scan(*args).shape == x.shape
+
+
+def test_auto_sends_cuda_tensors_to_triton(monkeypatch):
+    monkeypatch.delenv("GFSSM_KERNELS", raising=False)
+    assert select_backend("op", torch.device("cuda"), has_triton_kernel=True) == "triton"
+
+
+def test_float64_has_no_triton_kernel(monkeypatch):
+    monkeypatch.setenv("GFSSM_KERNELS", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+    B = torch.randn(1, 4, 1, 2, dtype=torch.float64)
+    with pytest.raises(KernelBackendError, match=r"ssd_scan \(torch.float64\).*no Triton"):
+        ssd_scan(x, torch.rand(1, 4, 2, dtype=torch.float64), -torch.ones(2), B, B)
+    with pytest.warns(RuntimeWarning, match="running the PyTorch reference"):
+        monkeypatch.setenv("GFSSM_KERNELS", "auto")
+        assert select_backend("op", torch.device("cuda"), has_triton_kernel=False) == "reference"
