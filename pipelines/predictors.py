@@ -1,0 +1,1 @@
+"""Built-in pyfunc predictors (filled in per task)."""
