@@ -1,0 +1,147 @@
+"""The ``dna`` task plugin: next-base prediction on long genome windows.
+
+Pipelines drive it through :class:`gfssm.tasks.Task` only. Genome-wide and variant scoring
+live in :mod:`gfssm.tasks.dna.scoring` and :mod:`gfssm.tasks.dna.variants`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from gfssm import ConfigError, GFSSMConfig, GFSSMForCausalLM
+from gfssm.tasks.base import Batch, StepOutput, Task, move_batch
+from gfssm.tasks.dna.objective import LN2, next_base_stats
+from gfssm.tasks.dna.settings import DnaSettings
+from gfssm.tasks.dna.task_data import DnaData
+from gfssm.tasks.dna.tokens import VOCAB_SIZE
+from gfssm.tasks.dna.windows import make_batch, n_fraction, spread
+
+
+class DnaTask(Task):
+    """Train a :class:`GFSSMForCausalLM` to predict the next base of genome windows, and
+    evaluate it next to an order-k Markov baseline on the same validation windows."""
+
+    name: ClassVar[str] = "dna"
+    settings_type: ClassVar[type[DnaSettings]] = DnaSettings
+
+    def __init__(self) -> None:
+        # Opened genomes, splits and fitted baselines, per settings (made once, reused).
+        self._data: dict[str, DnaData] = {}
+
+    def data(self, settings: DnaSettings) -> DnaData:
+        key = settings.model_dump_json()
+        if key not in self._data:
+            self._data[key] = DnaData(settings)
+        return self._data[key]
+
+    def model_defaults(self, settings) -> dict[str, Any]:
+        return {"vocab_size": VOCAB_SIZE}
+
+    def build_model(self, config: GFSSMConfig, settings) -> nn.Module:
+        if config.vocab_size < VOCAB_SIZE:
+            raise ConfigError(
+                f"GFSSMConfig.vocab_size={config.vocab_size}: the dna task needs at least "
+                f"{VOCAB_SIZE} tokens (A, C, G, T, N and specials)"
+            )
+        return GFSSMForCausalLM(config)
+
+    def train_batches(
+        self,
+        settings,
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+        batch_size: int,
+        start_step: int = 0,
+    ) -> Iterator[Batch]:
+        """Endless batches: input_ids (b, L-1), labels (b, L-1), loss_weight (b, L-1) with
+        ``L = window_length``."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+        if batch_size < 1 or start_step < 0 or seed < 0:
+            raise ValueError(
+                f"expected batch_size >= 1, start_step >= 0 and seed >= 0; got "
+                f"{batch_size}, {start_step}, {seed}"
+            )
+        windows = self.data(settings).training
+        step = start_step
+        while True:
+            yield windows.batch(seed, step, rank, world_size, batch_size, settings.softmask_weight)
+            step += 1
+
+    def training_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        logits = model(batch["input_ids"])
+        stats = next_base_stats(logits, batch["labels"], batch.get("loss_weight"))
+        count = max(stats.count, 1)
+        return StepOutput(
+            loss=stats.loss,
+            metrics={
+                "bits_per_base": stats.nll_sum / count / LN2,
+                "accuracy": stats.correct / count,
+            },
+            count=stats.count,
+        )
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: nn.Module,
+        settings,
+        *,
+        batch_size: int,
+        max_batches: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, float]:
+        """Model and Markov baseline on the same validation windows: ``loss`` (nats),
+        ``bits_per_base``, ``accuracy`` and ``markov_*`` alike, plus counts."""
+        data = self.data(settings)
+        windows = spread(data.validation, None if max_batches is None else max_batches * batch_size)
+        markov = data.markov
+        was_training = model.training
+        model.eval()
+        nll = markov_nll = 0.0
+        count = correct = markov_count = markov_correct = skipped = 0
+        try:
+            for first in range(0, len(windows), batch_size):
+                tokens, soft = [], []
+                for w in windows[first : first + batch_size]:
+                    ids, mask = data.genome.tokens(w.contig, w.start, w.end)
+                    if n_fraction(ids) > settings.max_n_fraction:
+                        skipped += 1
+                        continue
+                    tokens.append(ids)
+                    soft.append(mask)
+                    scores = markov.score(ids, first=1)
+                    markov_nll -= float(scores.logprob.sum())
+                    markov_count += scores.logprob.size
+                    markov_correct += int((scores.predicted == scores.target).sum())
+                if not tokens:
+                    continue
+                batch = move_batch(make_batch(tokens, soft, 1.0), device)
+                stats = next_base_stats(model(batch["input_ids"]), batch["labels"])
+                nll += stats.nll_sum
+                count += stats.count
+                correct += stats.correct
+        finally:
+            model.train(was_training)
+        if count == 0:
+            raise ValueError(
+                f"{data.genome.path}: every validation window has more than "
+                f"max_n_fraction={settings.max_n_fraction} N; nothing to evaluate"
+            )
+        return {
+            "loss": nll / count,
+            "bits_per_base": nll / count / LN2,
+            "accuracy": correct / count,
+            "markov_bits_per_base": markov_nll / markov_count / LN2,
+            "markov_accuracy": markov_correct / markov_count,
+            "markov_order": float(markov.order),
+            "bases": float(count),
+            "windows": float(len(windows) - skipped),
+            "windows_skipped_n": float(skipped),
+        }

@@ -1,0 +1,70 @@
+"""Shared fixtures of the DNA tests: real genomes copied into temporary directories."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gfssm import GFSSMConfig
+from gfssm.tasks.dna.tokens import VOCAB_SIZE
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "dna"
+LAMBDA_NAME = "gi|9626243|ref|NC_001416.1|"
+
+
+@pytest.fixture
+def lambda_name() -> str:
+    return LAMBDA_NAME
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture
+def lambda_fasta(tmp_path) -> Path:
+    """Phage lambda (48,502 bp, one contig) as a plain FASTA without an index."""
+    target = tmp_path / "lambda_virus.fa"
+    shutil.copy(DATA / "lambda_virus.fa", target)
+    return target
+
+
+@pytest.fixture
+def lambda_text() -> str:
+    return "".join(line.strip() for line in (DATA / "lambda_virus.fa").read_text().splitlines()[1:])
+
+
+@pytest.fixture
+def two_contig_fasta(tmp_path, lambda_text) -> Path:
+    """Lambda cut into two contigs of 30,000 and 18,502 bp (real sequence)."""
+    path = tmp_path / "two.fa"
+    with open(path, "w") as out:
+        for name, seq in (("left", lambda_text[:30000]), ("right", lambda_text[30000:])):
+            out.write(f">{name}\n")
+            for i in range(0, len(seq), 60):
+                out.write(seq[i : i + 60] + "\n")
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+def tiny_model_overrides() -> dict:
+    return dict(d_model=32, n_layer=2, headdim=16, d_state=16, chunk_size=32)
+
+
+@pytest.fixture
+def tiny_config() -> GFSSMConfig:
+    return GFSSMConfig.preset("gfssm", vocab_size=VOCAB_SIZE, **tiny_model_overrides())
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(0)
+    return 0
