@@ -65,10 +65,12 @@ def train(args: argparse.Namespace) -> int:
         resume_overrides=parsed,
         log=_say,
     )
+    from gfssm.pipelines.train_loop import headline as is_headline
+
     headline = ", ".join(
         f"{k} {v:.4g}"
         for k, v in sorted(result.metrics.items())
-        if k.startswith("eval_") and isinstance(v, float)
+        if k.startswith("eval_") and isinstance(v, float) and is_headline(k)
     )
     _say(f"\nrun {result.run_id} ({result.run_name}) finished: {headline or 'no evaluation'}")
     _say(f"  best checkpoint: {result.best_checkpoint}")

@@ -79,6 +79,20 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> str
     return f"http://{url}" if url and "://" not in url else url
 
 
+def check_fits(*, cpus: float, gpus: float, what: str, hint: str) -> None:
+    """On a fixed-size Ray (no autoscaler), fail now instead of waiting forever for
+    resources that will never exist."""
+    import ray
+
+    total = ray.cluster_resources()
+    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if cpus > have_cpu + 1e-9 or gpus > have_gpu + 1e-9:
+        raise RayConnectionError(
+            f"{what} needs {cpus:g} CPU and {gpus:g} GPU but this Ray cluster has "
+            f"{have_cpu:g} CPU and {have_gpu:g} GPU in all; {hint}"
+        )
+
+
 def cluster_has_gpus() -> bool:
     import ray
 

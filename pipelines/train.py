@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from gfssm.pipelines import artifacts
 from gfssm.pipelines.config import Experiment, build_experiment, read_yaml
 from gfssm.pipelines.errors import TrainingError
-from gfssm.pipelines.ray_session import cluster_has_gpus, connect
+from gfssm.pipelines.ray_session import check_fits, cluster_has_gpus, connect
 from gfssm.pipelines.tracking import (
     TAG_PREFIX,
     create_run,
@@ -109,6 +110,18 @@ def build_trainer(
             # Ray Train's print patch would show every worker print twice.
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
         ),
+    )
+
+
+def check_resources(experiment: Experiment, extra_cpus: float = 0.0) -> None:
+    """The local Ray cannot grow: make sure the worker group fits in it."""
+    train = experiment.train
+    gpus = train.num_workers if resolve_use_gpu(experiment) else 0
+    check_fits(
+        cpus=train.num_workers * train.cpus_per_worker + extra_cpus,
+        gpus=gpus,
+        what=f"{train.num_workers} training workers x {train.cpus_per_worker:g} CPU",
+        hint="lower train.num_workers or train.cpus_per_worker (fractions like 0.5 work)",
     )
 
 
@@ -217,6 +230,8 @@ def run_training(
     dashboard = connect(ray_address)
     if dashboard:
         log(f"Ray dashboard: {dashboard}")
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):
+        check_resources(experiment)
     log(f"MLflow run {run_id} ({ray_name}) in experiment {mlflow_experiment_name(experiment)!r}")
     trainer = build_trainer(
         experiment, run_id=run_id, tracking_uri=uri, ray_name=ray_name, storage_path=storage

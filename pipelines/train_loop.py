@@ -36,6 +36,12 @@ from gfssm.tasks.base import get_task, move_batch
 from gfssm.tasks.pretrained import unwrap
 
 ABORT_KEY = "abort_reason"
+_HEADLINE_WORDS = ("loss", "bits", "accuracy", "wer", "cer", "perplexity")
+
+
+def headline(metric: str) -> bool:
+    """Quality metrics worth printing (not counts such as windows or bases)."""
+    return any(word in metric for word in _HEADLINE_WORDS)
 
 
 def warmup_cosine(train: TrainConfig):
@@ -236,7 +242,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if rank == 0:
                 last_eval = _evaluate(task, model, settings, train, device, autocast)
                 sink.log(last_eval, step)
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items())
+                shown = "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items() if headline(k))
                 print(f"eval at step {step}: {shown}", flush=True)
             metrics = {**last_eval, "step": step, "nonfinite_steps": nonfinite}
             if step % train.checkpoint_every == 0 or step == train.steps:

@@ -245,7 +245,9 @@ def run_tune(
             search_alg=BasicVariantGenerator(random_state=space.seed),
             scheduler=ASHAScheduler(
                 time_attr="step",
-                max_t=base.train.steps,
+                # Beyond the last step: a trial that runs to the end is never "stopped" by
+                # ASHA, so its own code finishes (artifacts, FINISHED status).
+                max_t=base.train.steps + 1,
                 grace_period=min(space.grace_period, base.train.steps),
                 reduction_factor=space.reduction_factor,
             ),
