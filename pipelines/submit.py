@@ -165,9 +165,10 @@ def submit(
     return submission_id, resolved
 
 
-def follow(submission_id: str, *, address: str | None = None, out=sys.stdout) -> str:
+def follow(submission_id: str, *, address: str | None = None, out=None) -> str:
     """Stream the job's logs until it ends; returns its final status."""
     jobs = client(address)
+    out = out or sys.stdout
 
     async def tail() -> None:
         async for chunk in jobs.tail_job_logs(submission_id):

@@ -9,6 +9,7 @@ restarted worker group keeps logging into the same run).
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -89,8 +90,19 @@ class _MetricsSink:
                 self.warned = True
 
 
+def _quiet_report_lines() -> None:
+    """Ray 2.60 logs every report at INFO under a logger named after its file (so
+    ``LoggingConfig`` misses it); one line per report per rank drowns the progress."""
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry: ``loop_config`` holds the experiment dict, MLflow run id and URI."""
+    _quiet_report_lines()
     experiment = Experiment.model_validate(loop_config["experiment"])
     train = experiment.train
     context = ray.train.get_context()

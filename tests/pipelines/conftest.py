@@ -7,9 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,5 +122,163 @@ def in_tmp_cwd(tmp_path, monkeypatch):
     return tmp_path
 
 
-def pytest_configure(config):
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nobody listens on."""
+    return free_port()
+
+
+# A 2-node Ray cluster on loopback ---------------------------------------------------------
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _process_tree(markers: list[str]) -> set[int]:
+    """Our processes whose command line names one of ``markers``, and their descendants."""
+    children: dict[int, list[int]] = {}
+    roots = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(pid)
+        if any(m in _cmdline(pid) for m in markers):
+            roots.append(pid)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, []))
+    return found
+
+
+def _stop(markers: list[str]) -> None:
+    """Stop only the processes this test started (never a bare ``ray stop``)."""
+    pids = _process_tree(markers)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+            time.sleep(0.2)
+
+
+def _wait_http(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
+    """Head (1 CPU) + a second node (1 CPU, its own temp dir), everything on 127.0.0.1."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head_dir = tempfile.mkdtemp(prefix="gfssm-h-", dir="/tmp")
+    node_dir = tempfile.mkdtemp(prefix="gfssm-n-", dir="/tmp")
+    gcs, dash = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    common = [
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+    ]
+    markers = [head_dir, node_dir, f"127.0.0.1:{gcs}"]
+    try:
+        subprocess.run(
+            [
+                ray_bin,
+                "start",
+                "--head",
+                f"--port={gcs}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                f"--ray-client-server-port={free_port()}",
+                f"--temp-dir={head_dir}",
+                *common,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [ray_bin, "start", f"--address=127.0.0.1:{gcs}", f"--temp-dir={node_dir}", *common],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        url = f"http://127.0.0.1:{dash}"
+        _wait_http(f"{url}/api/version", 60)
+        yield {
+            "gcs": f"127.0.0.1:{gcs}",
+            "dashboard": url,
+            "head_dir": head_dir,
+            "node_dir": node_dir,
+        }
+    finally:
+        _stop(markers)
+        shutil.rmtree(head_dir, ignore_errors=True)
+        shutil.rmtree(node_dir, ignore_errors=True)
+
+
+# A real MLflow tracking server on 127.0.0.1 ---------------------------------------------
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory, ray_env) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/health", 90)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
