@@ -4,6 +4,7 @@ experiment on the phage lambda genome that trains in seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -170,10 +171,8 @@ def _stop(markers: list[str]) -> None:
     pids = _process_tree(markers)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, sig)
-            except OSError:
-                pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
             time.sleep(0.2)
