@@ -134,3 +134,21 @@ def test_bad_yaml_names_file_and_line(tmp_path, capsys):
     assert main(["train", "dna", "--config", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "line" in err
+
+
+def test_cluster_files_parse_and_their_commands_validate(capsys):
+    import shlex
+
+    folder = resources.files("gfssm.ray_configs") / "cluster"
+    launcher = yaml.safe_load((folder / "gpu-cluster.yaml").read_text())
+    head = " ".join(launcher["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token" in head
+    assert all("RAY_AUTH_MODE=token" in c for c in launcher["worker_start_ray_commands"][1:])
+    cluster = yaml.safe_load((folder / "kuberay-raycluster.yaml").read_text())
+    assert cluster["kind"] == "RayCluster" and cluster["spec"]["authOptions"]["mode"] == "token"
+    job = yaml.safe_load((folder / "kuberay-rayjob.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["spec"]["rayClusterSpec"]["authOptions"]
+    args = shlex.split(job["spec"]["entrypoint"])
+    assert args[:3] == ["python", "-m", "gfssm.pipelines"]
+    assert main([*args[3:], "--dry-run"]) == 0  # the job's command is a valid experiment
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["num_workers"] == 2
