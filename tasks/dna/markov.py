@@ -18,7 +18,7 @@ import numpy as np
 
 from gfssm.tasks.dna.tokens import N_BASES
 
-MAX_ORDER = 12
+MAX_ORDER = 16
 DENSE_LIMIT = 4**10  # context*4 + base codes up to this use dense arrays, sparse above
 
 

@@ -54,10 +54,10 @@ class DnaSettings(TaskSettings):
     val_fraction: float = Field(
         0.05, ge=0.0, lt=1.0, description="held-out tail of each region when no val_contigs/val_bed"
     )
-    markov_order: int = Field(6, ge=0, le=MAX_ORDER, description="order k of the Markov baseline")
-    markov_alpha: float = Field(16.0, gt=0.0, description="smoothing strength of the baseline")
+    markov_order: int = Field(12, ge=0, le=MAX_ORDER, description="order k of the Markov baseline")
+    markov_alpha: float = Field(256.0, gt=0.0, description="smoothing strength of the baseline")
     markov_max_bases: int = Field(
-        50_000_000, ge=1, description="training bases the baseline counts (spread evenly)"
+        20_000_000, ge=1, description="training bases the baseline counts (spread evenly)"
     )
     softmask_weight: float = Field(
         1.0, ge=0.0, description="loss weight of lowercase (soft-masked) bases"

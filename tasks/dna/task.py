@@ -18,7 +18,7 @@ from gfssm.tasks.dna.objective import LN2, next_base_stats
 from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.task_data import DnaData
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
-from gfssm.tasks.dna.windows import make_batch, n_fraction, spread
+from gfssm.tasks.dna.windows import make_batch
 
 
 class DnaTask(Task):
@@ -100,48 +100,33 @@ class DnaTask(Task):
         """Model and Markov baseline on the same validation windows: ``loss`` (nats),
         ``bits_per_base``, ``accuracy`` and ``markov_*`` alike, plus counts."""
         data = self.data(settings)
-        windows = spread(data.validation, None if max_batches is None else max_batches * batch_size)
-        markov = data.markov
+        wanted = None if max_batches is None else max_batches * batch_size
+        windows, skipped = data.evaluation_windows(wanted)
+        baseline = data.baseline_totals(wanted)
         was_training = model.training
         model.eval()
-        nll = markov_nll = 0.0
-        count = correct = markov_count = markov_correct = skipped = 0
+        nll, count, correct = 0.0, 0, 0
         try:
             for first in range(0, len(windows), batch_size):
-                tokens, soft = [], []
-                for w in windows[first : first + batch_size]:
-                    ids, mask = data.genome.tokens(w.contig, w.start, w.end)
-                    if n_fraction(ids) > settings.max_n_fraction:
-                        skipped += 1
-                        continue
-                    tokens.append(ids)
-                    soft.append(mask)
-                    scores = markov.score(ids, first=1)
-                    markov_nll -= float(scores.logprob.sum())
-                    markov_count += scores.logprob.size
-                    markov_correct += int((scores.predicted == scores.target).sum())
-                if not tokens:
-                    continue
-                batch = move_batch(make_batch(tokens, soft, 1.0), device)
+                rows = [
+                    data.genome.tokens(w.contig, w.start, w.end)
+                    for w in windows[first : first + batch_size]
+                ]
+                batch = move_batch(make_batch(*zip(*rows), softmask_weight=1.0), device)
                 stats = next_base_stats(model(batch["input_ids"]), batch["labels"])
                 nll += stats.nll_sum
                 count += stats.count
                 correct += stats.correct
         finally:
             model.train(was_training)
-        if count == 0:
-            raise ValueError(
-                f"{data.genome.path}: every validation window has more than "
-                f"max_n_fraction={settings.max_n_fraction} N; nothing to evaluate"
-            )
         return {
             "loss": nll / count,
             "bits_per_base": nll / count / LN2,
             "accuracy": correct / count,
-            "markov_bits_per_base": markov_nll / markov_count / LN2,
-            "markov_accuracy": markov_correct / markov_count,
-            "markov_order": float(markov.order),
+            "markov_bits_per_base": baseline.nll / baseline.count / LN2,
+            "markov_accuracy": baseline.correct / baseline.count,
+            "markov_order": float(settings.markov_order),
             "bases": float(count),
-            "windows": float(len(windows) - skipped),
+            "windows": float(len(windows)),
             "windows_skipped_n": float(skipped),
         }

@@ -4,6 +4,7 @@ samplers and the fitted Markov baseline (made once per settings and reused)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -16,6 +17,8 @@ from gfssm.tasks.dna.windows import (
     TrainingWindows,
     Window,
     WindowError,
+    n_fraction,
+    spread,
     too_short_message,
     validation_windows,
 )
@@ -24,11 +27,23 @@ log = logging.getLogger(__name__)
 MARKOV_CHUNK = 1 << 22
 
 
+@dataclass(frozen=True)
+class BaselineTotals:
+    """The Markov baseline summed over a set of windows: NLL (nats), bases, correct."""
+
+    nll: float
+    count: int
+    correct: int
+
+
 class DnaData:
     """Genome access and windows for one :class:`DnaSettings`."""
 
     def __init__(self, settings: DnaSettings) -> None:
         self.settings = settings
+        # evaluation windows and baseline totals per requested count (fixed, so made once)
+        self._evaluation: dict[int | None, tuple[list[Window], int]] = {}
+        self._baseline: dict[int | None, BaselineTotals] = {}
         self.genome = Genome(
             settings.genome_path(),
             cache_dir=settings.cache_dir,
@@ -131,3 +146,36 @@ class DnaData:
             tokens, _ = self.genome.tokens(contig, start - lead, end)
             model.fit(tokens, first=lead)
         return model
+
+    def evaluation_windows(self, count: int | None) -> tuple[list[Window], int]:
+        """``count`` validation windows spread evenly (all if None), without those over
+        ``max_n_fraction``; returns (windows, number skipped for N)."""
+        if count not in self._evaluation:
+            kept, skipped = [], 0
+            for w in spread(self.validation, count):
+                tokens, _ = self.genome.tokens(w.contig, w.start, w.end)
+                if n_fraction(tokens) > self.settings.max_n_fraction:
+                    skipped += 1
+                else:
+                    kept.append(w)
+            if not kept:
+                raise WindowError(
+                    f"{self.genome.path}: every validation window has more than "
+                    f"max_n_fraction={self.settings.max_n_fraction} N; nothing to evaluate"
+                    + self._all_n_note()
+                )
+            self._evaluation[count] = (kept, skipped)
+        return self._evaluation[count]
+
+    def baseline_totals(self, count: int | None) -> BaselineTotals:
+        """The Markov baseline on :meth:`evaluation_windows` (computed once per count)."""
+        if count not in self._baseline:
+            nll, bases, correct = 0.0, 0, 0
+            for w in self.evaluation_windows(count)[0]:
+                tokens, _ = self.genome.tokens(w.contig, w.start, w.end)
+                scores = self.markov.score(tokens, first=1)
+                nll -= float(scores.logprob.sum())
+                bases += scores.logprob.size
+                correct += int((scores.predicted == scores.target).sum())
+            self._baseline[count] = BaselineTotals(nll, bases, correct)
+        return self._baseline[count]
