@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -83,9 +84,14 @@ def log_pyfunc(
         target = Path(tmp) / "pyfunc"
         code = Path(tmp) / "gfssm_pyfunc.py"  # models-from-code: no pickled Python objects
         code.write_text(_PYFUNC_CODE)
+        from gfssm.pipelines.predictors import INPUT_EXAMPLES, SIGNATURES
+
+        task_name = json.loads((model_dir / META_FILE).read_text())["task"]
         mlflow.pyfunc.save_model(
             str(target),
             python_model=str(code),
+            signature=SIGNATURES.get(task_name),
+            input_example=INPUT_EXAMPLES.get(task_name),
             artifacts={PYFUNC_MODEL_DIR: str(weights_only)},
             pip_requirements=[f"gfssm=={gfssm.__version__}", "torch", "mlflow", "pandas"],
         )

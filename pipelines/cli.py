@@ -95,7 +95,12 @@ def _add_score(sub) -> None:
     g.add_argument("--regions", help="BED file of regions to score (default: every contig)")
     g.add_argument("--out", required=True, help="output directory (shards, bedGraph, Parquet)")
     g.add_argument("--actors", type=int, default=1, help="model replicas (actor pool size)")
-    g.add_argument("--segment", type=int, default=None, help="bases per work item")
+    g.add_argument(
+        "--segment",
+        type=int,
+        default=None,
+        help="cut contigs into work items of this many bases (parallelism)",
+    )
     _common(g)
     g.set_defaults(handler=handlers.score_genome)
     v = kinds.add_parser("variants", help="log-likelihood ratio of each VCF variant")
@@ -110,6 +115,7 @@ def _add_score(sub) -> None:
     v.add_argument("--actors", type=int, default=1)
     _common(v)
     v.set_defaults(handler=handlers.score_variants)
+    handlers.add_score_options(g, v)
 
 
 def _add_speech(sub) -> None:
@@ -129,6 +135,7 @@ def _add_speech(sub) -> None:
     a.add_argument("--actors", type=int, default=1)
     _common(a)
     a.set_defaults(handler=handlers.eval_asr)
+    handlers.add_speech_options(t, a)
 
 
 def _add_jobs(sub) -> None:

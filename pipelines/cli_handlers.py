@@ -150,6 +150,18 @@ def eval_asr(args: argparse.Namespace) -> int:
     return eval_asr_command(args, log=_say)
 
 
+def add_score_options(genome, variants) -> None:
+    from gfssm.pipelines.tasks_wiring import add_score_options as add
+
+    add(genome, variants)
+
+
+def add_speech_options(transcribe, evaluate) -> None:
+    from gfssm.pipelines.tasks_wiring import add_speech_options as add
+
+    add(transcribe, evaluate)
+
+
 def add_data_commands(parser: argparse.ArgumentParser) -> None:
     from gfssm.pipelines.tasks_wiring import add_data_commands as add
 

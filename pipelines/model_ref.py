@@ -41,11 +41,27 @@ def resolve_model(ref: str, *, tracking_uri: str | None = None, cache: Path | No
         )
     import mlflow
 
-    from gfssm.pipelines.artifacts import BEST_CHECKPOINT_ARTIFACT
+    from gfssm.pipelines.artifacts import BEST_CHECKPOINT_ARTIFACT, PYFUNC_ARTIFACT
     from gfssm.pipelines.tracking import resolve_tracking_uri, tracking_client
 
     client = tracking_client(tracking_uri)
-    uri = f"runs:/{ref}/{BEST_CHECKPOINT_ARTIFACT}" if is_run_id else ref
+    uri = ref
+    if is_run_id:
+        try:
+            top = {a.path for a in client.list_artifacts(ref)}
+        except Exception as err:
+            raise ModelNotFound(
+                f"--model {ref}: no such run at {client.tracking_uri} ({err})"
+            ) from None
+        found = [p for p in (BEST_CHECKPOINT_ARTIFACT, PYFUNC_ARTIFACT) if p in top]
+        if not found:
+            raise ModelNotFound(
+                f"--model {ref}: the run has no {BEST_CHECKPOINT_ARTIFACT}/ or "
+                f"{PYFUNC_ARTIFACT}/ artifact (did it finish?); artifacts: {sorted(top)}"
+            )
+        uri = f"runs:/{ref}/{found[0]}"
+    if ref.startswith("models:/"):
+        uri = _registered_source(client, ref)
     target = Path(cache or tempfile.mkdtemp(prefix="gfssm-model-"))
     target.mkdir(parents=True, exist_ok=True)
     try:
@@ -57,3 +73,24 @@ def resolve_model(ref: str, *, tracking_uri: str | None = None, cache: Path | No
             f"--model {ref}: could not fetch {uri} from {client.tracking_uri}: {err}"
         ) from None
     return _find_model_dir(Path(local), f"--model {ref}")
+
+
+def _registered_source(client, ref: str) -> str:
+    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` -> the artifact URI of that version
+    (looked up in the registry of the given tracking URI, not the process default)."""
+    body = ref[len("models:/") :]
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, version = body.rsplit("/", 1)
+        return client.get_model_version_download_uri(name, version)
+    except ValueError:
+        raise ModelNotFound(
+            f"--model {ref}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
+        ) from None
+    except Exception as err:
+        raise ModelNotFound(
+            f"--model {ref}: not in the registry at {client.tracking_uri} ({err})"
+        ) from None

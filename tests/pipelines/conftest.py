@@ -77,8 +77,16 @@ def tracking_uri(tmp_path_factory) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="session")
+def lambda_fasta(tmp_path_factory) -> Path:
+    """Phage lambda (48,502 bp) copied out of the repository, so its index goes there."""
+    target = tmp_path_factory.mktemp("genome") / LAMBDA.name
+    shutil.copy(LAMBDA, target)
+    return target
+
+
 @pytest.fixture
-def tiny_dna(tmp_path) -> dict[str, Any]:
+def tiny_dna(tmp_path, lambda_fasta) -> dict[str, Any]:
     """A raw DNA experiment: 1-layer model, 128-base windows of phage lambda, 6 steps on
     two workers of half a CPU, a checkpoint and an evaluation every 2 steps."""
     return {
@@ -94,7 +102,7 @@ def tiny_dna(tmp_path) -> dict[str, Any]:
             "fir_sizes": [4, 8],
         },
         "task": {
-            "fasta": str(LAMBDA),
+            "fasta": str(lambda_fasta),
             "window_length": 128,
             "markov_order": 2,
             "val_fraction": 0.1,

@@ -18,9 +18,9 @@ def test_two_trials_with_mlflow_child_runs_and_best_experiment(
     local_ray, tracking_uri, tiny_dna, tmp_path
 ):
     base = tmp_path / "tiny.yaml"
-    base.write_text(yaml.safe_dump(
-        {**tiny_dna, "train": {**tiny_dna["train"], "steps": 4, "num_workers": 1}}
-    ))
+    base.write_text(
+        yaml.safe_dump({**tiny_dna, "train": {**tiny_dna["train"], "steps": 4, "num_workers": 1}})
+    )
     space = {
         "experiment": str(base),
         "metric": "eval_bits_per_base",
@@ -31,8 +31,13 @@ def test_two_trials_with_mlflow_child_runs_and_best_experiment(
     }
     out = tmp_path / "best.yaml"
     outcome = run_tune(
-        "dna", space_raw=space, space_source="test space", overrides=[],
-        tracking_uri=tracking_uri, out=out, log=lambda _: None,
+        "dna",
+        space_raw=space,
+        space_source="test space",
+        overrides=[],
+        tracking_uri=tracking_uri,
+        out=out,
+        log=lambda _: None,
     )
     client = MlflowClient(tracking_uri)
     parent = client.get_run(outcome.parent_run_id)
