@@ -47,8 +47,13 @@ def _close(a: np.ndarray, b: np.ndarray) -> None:
     np.testing.assert_allclose(a, b, equal_nan=True, rtol=TOL["rtol"], atol=TOL["atol"])
 
 
+def _gunzip_lines(path) -> list[str]:
+    with gzip.open(path, "rt") as handle:
+        return handle.read().splitlines()
+
+
 def _bedgraph(path) -> tuple[list[tuple[str, int]], np.ndarray]:
-    rows = [line.split("\t") for line in gzip.open(path, "rt").read().splitlines()]
+    rows = [line.split("\t") for line in _gunzip_lines(path)]
     return [(r[0], int(r[1])) for r in rows], np.array([float(r[3]) for r in rows])
 
 
@@ -162,7 +167,7 @@ def test_variant_scores_on_ray_equal_the_single_process_path(
     for column in ("llr", "llr_forward", "llr_reverse"):
         _close(a[column].to_numpy(), b[column].to_numpy())
     assert dict(ray_out.counts) == dict(single.counts)
-    texts = [gzip.open(p, "rt").read().splitlines() for p in (ray_out.vcf, single.vcf)]
+    texts = [_gunzip_lines(p) for p in (ray_out.vcf, single.vcf)]
     assert [t.split("\t")[:5] for t in texts[0]] == [t.split("\t")[:5] for t in texts[1]]
     assert sum("GFSSM_LLR=" in line for line in texts[0]) == 5
 
