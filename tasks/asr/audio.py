@@ -125,7 +125,9 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 
-def read_frames(handle: soundfile.SoundFile, path: str | Path, start: int, count: int) -> np.ndarray:
+def read_frames(
+    handle: soundfile.SoundFile, path: str | Path, start: int, count: int
+) -> np.ndarray:
     """Native-rate mono float32 frames ``[start, start + count)``; NaN/inf are errors."""
     handle.seek(start)
     block = handle.read(count, dtype="float32", always_2d=True)

@@ -7,6 +7,7 @@ global batches ``step * world_size + rank``, so a resumed run neither repeats no
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ FRAME_SECONDS = 0.02
 def ctc_frames_needed(targets: Sequence[int]) -> int:
     """Fewest CTC frames that can emit ``targets``: one per token, plus a blank between
     repeated tokens."""
-    return len(targets) + sum(1 for a, b in zip(targets, targets[1:]) if a == b)
+    return len(targets) + sum(1 for a, b in itertools.pairwise(targets) if a == b)
 
 
 @dataclass(frozen=True)

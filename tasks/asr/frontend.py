@@ -92,7 +92,9 @@ class WaveformFrontend(nn.Module):
     def num_frames(self, samples: torch.Tensor | int) -> torch.Tensor | int:
         if isinstance(samples, int):
             return -(-samples // self.frame_samples)
-        return torch.div(samples + self.frame_samples - 1, self.frame_samples, rounding_mode="floor")
+        return torch.div(
+            samples + self.frame_samples - 1, self.frame_samples, rounding_mode="floor"
+        )
 
     def log_energies(self, extended: torch.Tensor) -> torch.Tensor:
         """extended (b, context + m * frame_samples) -> normalised log energies (b, 2m+k-2, F)."""
@@ -145,6 +147,8 @@ class WaveformFrontend(nn.Module):
         if time_mask is not None:
             lead = self.kernel - self.stride
             per_feature = time_mask.repeat_interleave(self.stride, dim=1)
-            per_feature = F.pad(per_feature, (lead, features.shape[1] - lead - per_feature.shape[1]))
+            per_feature = F.pad(
+                per_feature, (lead, features.shape[1] - lead - per_feature.shape[1])
+            )
             features = features.masked_fill(per_feature[:, :, None], 0.0)
         return features

@@ -33,6 +33,9 @@ class ChunkingConfig:
     context_seconds: float = 2.0
 
 
+DEFAULT_CHUNKING = ChunkingConfig()
+
+
 @dataclass
 class LongformStats:
     """What the run looked at: ``windows`` encoder calls, the longest ``max_window_samples``
@@ -70,7 +73,7 @@ def decode_long_audio(
     *,
     decoder: BeamSearchDecoder | None = None,
     vocabulary=None,
-    chunking: ChunkingConfig = ChunkingConfig(),
+    chunking: ChunkingConfig = DEFAULT_CHUNKING,
     stats: LongformStats | None = None,
 ) -> Transcript:
     """Transcribe the 16 kHz audio arriving as ``blocks`` ((n_i,) tensors) with ``model``
@@ -78,7 +81,8 @@ def decode_long_audio(
     from gfssm.tasks.asr.text import CharVocabulary
 
     stats = stats if stats is not None else LongformStats()
-    device = next(model.parameters()).device
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
     rate, frame = model.sample_rate, model.frame_samples
     chunk = _round_frames(chunking.chunk_seconds, frame, rate)
     if decoder is not None:
@@ -98,13 +102,13 @@ def decode_long_audio(
             stats.samples += piece.shape[0]
             stats.windows += 1
             stats.max_window_samples = max(stats.max_window_samples, piece.shape[0])
-            emit(model.stream(piece.to(device)[None], state)[0])
+            emit(model.stream(piece.to(device, dtype)[None], state)[0])
     else:
-        _windows(model, pieces, chunk, chunking, stats, emit, device)
+        _windows(model, pieces, chunk, chunking, stats, emit, device, dtype)
     return decoder.finish() if decoder is not None else greedy.finish()
 
 
-def _windows(model, pieces, chunk, chunking, stats, emit, device) -> None:
+def _windows(model, pieces, chunk, chunking, stats, emit, device, dtype) -> None:
     """Bidirectional windows over ``pieces`` (each ``chunk`` samples, the last maybe less):
     window k is [k*chunk - context, (k+1)*chunk + context) with the front end's history
     before it; the frames of [k*chunk, (k+1)*chunk) are emitted."""
@@ -134,7 +138,9 @@ def _windows(model, pieces, chunk, chunking, stats, emit, device) -> None:
         h_lo = max(0, lo - history_len)
         history = buffer[h_lo - buffer_start : lo - buffer_start]
         history = torch.nn.functional.pad(history, (history_len - history.shape[0], 0))
-        log_probs = model.forward_window(window.to(device)[None], history.to(device)[None])[0]
+        log_probs = model.forward_window(
+            window.to(device, dtype)[None], history.to(device, dtype)[None]
+        )[0]
         first = (chunk_start - lo) // frame
         count = -(-(min(chunk_start + chunk, end_of_audio) - chunk_start) // frame)
         emit(log_probs[first : first + count])

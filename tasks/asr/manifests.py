@@ -130,7 +130,11 @@ def read_librispeech(root: str | Path) -> list[Utterance]:
             where = f"{trans}:{number}"
             utt_id, _, text = line.strip().partition(" ")
             audio = next(
-                (trans.parent / f"{utt_id}{s}" for s in (".flac", ".wav") if (trans.parent / f"{utt_id}{s}").is_file()),
+                (
+                    trans.parent / f"{utt_id}{s}"
+                    for s in (".flac", ".wav")
+                    if (trans.parent / f"{utt_id}{s}").is_file()
+                ),
                 None,
             )
             if audio is None:
@@ -159,7 +163,9 @@ def read_common_voice(tsv: str | Path, *, clips_dir: str | Path | None = None) -
             audio = clips / row["path"]
             info = audio_info(audio)
             out.append(
-                Utterance(str(audio), info.duration, row.get("sentence") or "", source=f"{tsv}:{number}")
+                Utterance(
+                    str(audio), info.duration, row.get("sentence") or "", source=f"{tsv}:{number}"
+                )
             )
     return out
 

@@ -216,9 +216,12 @@ def build_corpus(
     todo = [job for job in plan if job.id not in done]
     handles = {split: path.open("a", encoding="utf-8") for split, path in manifests.items()}
     try:
-        with ThreadPoolExecutor(max(1, jobs)) as pool, tqdm(
-            total=len(plan), initial=len(plan) - len(todo), desc="synthesising", unit="utt"
-        ) as progress:
+        with (
+            ThreadPoolExecutor(max(1, jobs)) as pool,
+            tqdm(
+                total=len(plan), initial=len(plan) - len(todo), desc="synthesising", unit="utt"
+            ) as progress,
+        ):
             paths = [out / "audio" / job.split / f"{job.id}.wav" for job in todo]
             for path in {p.parent for p in paths}:
                 path.mkdir(parents=True, exist_ok=True)
@@ -232,11 +235,16 @@ def build_corpus(
         for handle in handles.values():
             handle.close()
     for split, path in manifests.items():  # final order is the plan's, whatever finished first
-        rows = sorted((r for r in done.values() if r["id"].startswith(split)), key=lambda r: r["id"])
+        rows = sorted(
+            (r for r in done.values() if r["id"].startswith(split)), key=lambda r: r["id"]
+        )
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         os.replace(tmp, path)
-    hours = {s: sum(r["duration"] for r in done.values() if r["id"].startswith(s)) / 3600 for s in manifests}
+    hours = {
+        s: sum(r["duration"] for r in done.values() if r["id"].startswith(s)) / 3600
+        for s in manifests
+    }
     summary["hours"] = hours
     meta.write_text(json.dumps(summary, indent=2))
     return summary
@@ -251,14 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     p.add_argument("--train-utterances", type=int, default=d.train_utterances)
     p.add_argument("--valid-utterances", type=int, default=d.valid_utterances)
-    p.add_argument("--valid-variants", type=int, default=d.valid_variants,
-                   help="voice variants held out for validation")
+    p.add_argument(
+        "--valid-variants",
+        type=int,
+        default=d.valid_variants,
+        help="voice variants held out for validation",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--accents", nargs="+", default=list(d.accents))
     p.add_argument("--variants", nargs="+", default=None, help="default: all installed")
     p.add_argument("--speed", nargs=2, type=int, default=list(d.speed), metavar=("MIN", "MAX"))
     p.add_argument("--pitch", nargs=2, type=int, default=list(d.pitch), metavar=("MIN", "MAX"))
-    p.add_argument("--word-gap", nargs=2, type=int, default=list(d.word_gap), metavar=("MIN", "MAX"))
+    p.add_argument(
+        "--word-gap", nargs=2, type=int, default=list(d.word_gap), metavar=("MIN", "MAX")
+    )
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     return p
 
@@ -277,8 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         word_gap=tuple(args.word_gap),
     )
     summary = build_corpus(args.text, args.out, config, jobs=args.jobs)
-    print(json.dumps({"out": args.out, "hours": summary["hours"],
-                      "valid_variants": summary["valid_variants"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "hours": summary["hours"],
+                "valid_variants": summary["valid_variants"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

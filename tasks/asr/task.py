@@ -115,7 +115,9 @@ class AsrTask(Task):
             frontend_init=settings.frontend_init,
         )
 
-    def dataset(self, sources: list[str], settings: AsrSettings, *, training: bool) -> SpeechDataset:
+    def dataset(
+        self, sources: list[str], settings: AsrSettings, *, training: bool
+    ) -> SpeechDataset:
         """The (cached) dataset of ``sources``; training drops what cannot be aligned even at
         the fastest speed perturbation."""
         if not sources:
@@ -200,5 +202,9 @@ class AsrTask(Task):
         finally:
             inner.train(was_training)
         summary = rates.summary()
-        return {"loss": loss_sum / max(chars, 1), "cer": summary["cer"], "wer": summary["wer"],
-                "utterances": summary["utterances"]}
+        return {
+            "loss": loss_sum / max(chars, 1),
+            "cer": summary["cer"],
+            "wer": summary["wer"],
+            "utterances": summary["utterances"],
+        }
