@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -84,20 +85,28 @@ def log_pyfunc(
         target = Path(tmp) / "pyfunc"
         code = Path(tmp) / "gfssm_pyfunc.py"  # models-from-code: no pickled Python objects
         code.write_text(_PYFUNC_CODE)
-        from gfssm.pipelines.predictors import INPUT_EXAMPLES, SIGNATURES
-
         task_name = json.loads((model_dir / META_FILE).read_text())["task"]
-        mlflow.pyfunc.save_model(
-            str(target),
-            python_model=str(code),
-            signature=SIGNATURES.get(task_name),
-            input_example=INPUT_EXAMPLES.get(task_name),
-            artifacts={PYFUNC_MODEL_DIR: str(weights_only)},
-            pip_requirements=[f"gfssm=={gfssm.__version__}", "torch", "mlflow", "pandas"],
-        )
+        with warnings.catch_warnings():
+            # Audio models have no inline example (inputs are file paths); the signature
+            # documents the call instead.
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
+            _save_pyfunc(target, code, task_name, weights_only)
         client.log_artifacts(run_id, str(target), PYFUNC_ARTIFACT)
     if not register_as:
         return None
     mlflow.set_tracking_uri(client.tracking_uri)
     version = mlflow.register_model(f"runs:/{run_id}/{PYFUNC_ARTIFACT}", register_as)
     return f"models:/{register_as}/{version.version}"
+
+
+def _save_pyfunc(target: Path, code: Path, task_name: str, weights_only: Path) -> None:
+    from gfssm.pipelines.predictors import INPUT_EXAMPLES, SIGNATURES
+
+    mlflow.pyfunc.save_model(
+        str(target),
+        python_model=str(code),
+        signature=SIGNATURES.get(task_name),
+        input_example=INPUT_EXAMPLES.get(task_name),
+        artifacts={PYFUNC_MODEL_DIR: str(weights_only)},
+        pip_requirements=[f"gfssm=={gfssm.__version__}", "torch", "mlflow", "pandas"],
+    )

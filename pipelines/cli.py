@@ -124,6 +124,7 @@ def _add_speech(sub) -> None:
     t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or manifests")
     t.add_argument("--out", required=True, help="output JSON lines file")
     t.add_argument("--actors", type=int, default=1)
+    t.add_argument("--batch-files", type=int, default=16, help="files per work item")
     _common(t)
     t.set_defaults(handler=handlers.transcribe)
     e = sub.add_parser("eval", help="evaluate a model on a manifest")
@@ -133,6 +134,7 @@ def _add_speech(sub) -> None:
     a.add_argument("--manifest", required=True)
     a.add_argument("--out", help="also write per-utterance results (JSON lines)")
     a.add_argument("--actors", type=int, default=1)
+    a.add_argument("--batch-files", type=int, default=16, help="utterances per work item")
     _common(a)
     a.set_defaults(handler=handlers.eval_asr)
     handlers.add_speech_options(t, a)
@@ -218,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["data", "synth"]:  # the corpus builder parses its own options
+        return handlers.synth(argv[2:])
     parser = build_parser()
     # key=value overrides may come before or after options, which argparse's positionals
     # alone do not allow: collect the leftovers that look like overrides.

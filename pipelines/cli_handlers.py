@@ -162,6 +162,20 @@ def add_speech_options(transcribe, evaluate) -> None:
     add(transcribe, evaluate)
 
 
+def synth(argv: list[str]) -> int:
+    """``gfssm data synth ...``: the speech task's corpus builder, errors as one line."""
+    try:
+        from gfssm.tasks.asr.synth import main as build
+    except ImportError:
+        print("gfssm data synth: error: the asr task is not installed", file=sys.stderr)
+        return 2
+    try:
+        return int(build(argv) or 0)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"gfssm data synth: error: {err}", file=sys.stderr)
+        return 2
+
+
 def add_data_commands(parser: argparse.ArgumentParser) -> None:
     from gfssm.pipelines.tasks_wiring import add_data_commands as add
 

@@ -75,14 +75,17 @@ def test_malformed_overrides(item):
         parse_overrides([item])
 
 
-def test_every_bundled_experiment_and_space_validates():
-    task = get_task("dna")
-    names = bundled_experiments("dna")
-    assert {"quickstart", "small"} <= set(names)
+@pytest.mark.parametrize("task_name", ["dna", "asr"])
+def test_every_bundled_experiment_and_space_validates(task_name):
+    task = get_task(task_name)
+    names = bundled_experiments(task_name)
+    assert "quickstart" in names and len(names) >= 2
     for name in names:
-        raw, source = load_experiment_file("dna", name)
+        raw, source = load_experiment_file(task_name, name)
         exp = build_experiment(raw, task, {}, source=source)
-        assert exp.name == name and exp.task_name == "dna"
+        assert exp.name == name and exp.task_name == task_name
+        exp.gfssm_config(task)
+    task = get_task("dna")
     quick = build_experiment(*load_experiment_file("dna", None)[:1], task)
     assert quick.name == "quickstart" and quick.task.get("fasta") is None  # bundled genome
     folder = resources.files("gfssm.ray_configs") / "tune"
