@@ -43,12 +43,9 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> str
     Returns the dashboard URL when Ray knows it."""
     import ray
 
-    if ray.is_initialized():
-        return None
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # inherited by local workers
     address = address or os.environ.get(ADDRESS_ENV) or None
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
-    if address and address not in ("auto", "local"):
+    remote = bool(address) and address not in ("auto", "local")
+    if remote:
         if address.startswith(("http://", "https://")):
             raise RayConnectionError(
                 f"Ray address {address} is a dashboard (Jobs API) URL: use it with "
@@ -60,6 +57,11 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> str
             default_port=10001 if address.startswith("ray://") else 6379,
             what="Ray cluster",
         )
+    if ray.is_initialized():
+        return None
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # inherited by local workers
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if remote:
         context = ray.init(address=address, **quiet)
     elif address == "auto":
         try:

@@ -156,13 +156,28 @@ def submit(
         )
     with tempfile.TemporaryDirectory(prefix="gfssm-submit-") as tmp:
         shipped = strip_requirements(wheel, Path(tmp)) if wheel else build_wheel(Path(tmp))
-        jobs.submit_job(
+        _submit_when_ready(
+            jobs,
             entrypoint=entrypoint,
             submission_id=submission_id,
             runtime_env={"py_modules": [str(shipped)], "env_vars": env_vars},
         )
     log(f"submitted {submission_id} to {resolved}: {entrypoint}")
     return submission_id, resolved
+
+
+def _submit_when_ready(jobs, *, wait_s: float = 60.0, **job) -> None:
+    """Submit; a head that has just started answers "No available agent" for a few seconds
+    until its job agent is up, so that answer is retried (other errors are not)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            jobs.submit_job(**job)
+            return
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise SubmitError(f"the cluster refused the job: {err}") from None
+            time.sleep(2)
 
 
 def follow(submission_id: str, *, address: str | None = None, out=None) -> str:

@@ -27,7 +27,6 @@ from gfssm.pipelines.ray_session import check_fits, cluster_has_gpus, connect
 from gfssm.pipelines.tracking import (
     TAG_PREFIX,
     create_run,
-    ensure_experiment,
     finish_run,
     flatten,
     log_params,
@@ -216,8 +215,15 @@ def run_training(
     uri = resolve_tracking_uri(tracking_uri)
     if resume:
         previous = find_resumable(client, experiment, resume)
+        experiment = experiment_of_run(client, previous.info.run_id, task, resume_overrides)
+    # Ray is up and big enough before any MLflow run is opened: no run left dangling.
+    dashboard = connect(ray_address)
+    if dashboard:
+        log(f"Ray dashboard: {dashboard}")
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):
+        check_resources(experiment)
+    if resume:
         run_id = previous.info.run_id
-        experiment = experiment_of_run(client, run_id, task, resume_overrides)
         ray_name = previous.data.tags.get(RAY_NAME_TAG, previous.info.run_name)
         storage = previous.data.tags.get(STORAGE_TAG, storage_root(experiment))
         client.update_run(run_id, status="RUNNING")
@@ -226,12 +232,6 @@ def run_training(
         ray_name = default_run_name(experiment)
         storage = storage_root(experiment)
         run_id = start_run(client, experiment, task, run_name=ray_name, storage_path=storage)
-    ensure_experiment(client, mlflow_experiment_name(experiment))
-    dashboard = connect(ray_address)
-    if dashboard:
-        log(f"Ray dashboard: {dashboard}")
-    if not (ray_address or os.environ.get("RAY_ADDRESS")):
-        check_resources(experiment)
     log(f"MLflow run {run_id} ({ray_name}) in experiment {mlflow_experiment_name(experiment)!r}")
     trainer = build_trainer(
         experiment, run_id=run_id, tracking_uri=uri, ray_name=ray_name, storage_path=storage

@@ -11,6 +11,7 @@ experiment is written as a ready-to-train YAML file.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -196,7 +197,7 @@ def run_tune(
 
     from gfssm.pipelines.bundled import load_experiment_file
     from gfssm.pipelines.ray_session import connect
-    from gfssm.pipelines.train import mlflow_experiment_name, storage_root
+    from gfssm.pipelines.train import check_resources, mlflow_experiment_name, storage_root
 
     task = get_task(task_name)
     tune_values, exp_overrides = split_overrides(overrides)
@@ -211,11 +212,13 @@ def run_tune(
     uri = resolve_tracking_uri(tracking_uri)
     name = f"tune-{task.name}-{base.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     tags = run_tags(task=task.name, preset=base.name, model_preset=base.preset, kind="tune")
+    connect(ray_address)
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):
+        check_resources(base, extra_cpus=space.trial_cpus)
     parent = create_run(client, experiment=mlflow_experiment_name(base), run_name=name, tags=tags)
     client.log_text(parent, space_raw.__repr__(), "config/search_space.txt")
     client.log_text(parent, base.to_yaml(), "config/base_experiment.yaml")
     storage = storage_root(base)
-    connect(ray_address)
     log(
         f"MLflow parent run {parent} ({name}); {space.num_samples} trials, "
         f"at most {space.max_concurrent_trials} at a time"
