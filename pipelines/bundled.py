@@ -70,10 +70,3 @@ def load_space_file(task_name: str, space: str | None) -> tuple[dict[str, Any], 
             f"bundled: {', '.join(bundled_spaces()) or 'none'} (or pass a YAML path)"
         )
     return _read_resource(node, f"tune/{name}.yaml (bundled)")
-
-
-def cluster_file(name: str) -> Path:
-    """Path of a bundled cluster file (for ``gfssm cluster`` style helpers and docs)."""
-    node = _folder("cluster", name)
-    with resources.as_file(node) as path:
-        return Path(path)

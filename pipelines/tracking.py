@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -200,7 +199,3 @@ def child_runs(client: MlflowClient, parent_run_id: str, experiment_ids: Iterabl
     return client.search_runs(
         list(experiment_ids), filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     )
-
-
-def active_uri() -> str:
-    return mlflow.get_tracking_uri()

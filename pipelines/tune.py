@@ -139,6 +139,15 @@ def run_trial(config: dict[str, Any], *, static: dict[str, Any]) -> None:
     experiment = build_experiment(
         static["raw"], task, {**static["overrides"], **sampled}, source=f"trial {trial_id}"
     )
+    # Trials keep curves and their best checkpoint; the pyfunc (and any registration) is for
+    # the run that trains the best experiment afterwards.
+    experiment = experiment.model_copy(
+        update={
+            "tracking": experiment.tracking.model_copy(
+                update={"log_model": False, "register_as": None}
+            )
+        }
+    )
     client = tracking_client(static["tracking_uri"], check=False)
     run_name = f"{static['name']}-{trial_id}"
     run_id = start_run(
