@@ -37,7 +37,10 @@ def usage_hint(task_name: str, run_id: str) -> str | None:
     if task_name == "dna":
         from gfssm.tasks.dna import bundled_genome
 
-        return f"gfssm score genome --model {run_id} --fasta {bundled_genome()} --out scores/"
+        return (
+            f"gfssm score genome --model {run_id} --fasta {bundled_genome()} --out scores/ "
+            f"--segment 1000000 --warmup 2000 --actors 2"
+        )
     if task_name == "asr":
         return f"gfssm transcribe --model {run_id} AUDIO.wav ... --out transcripts.jsonl"
     return None
