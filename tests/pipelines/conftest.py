@@ -213,6 +213,17 @@ def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
         "--node-ip-address=127.0.0.1",
     ]
     markers = [head_dir, node_dir, f"127.0.0.1:{gcs}"]
+
+    def own_ports() -> list[str]:
+        """Ports Ray would otherwise take at fixed defaults (the dashboard agent's 52365
+        is shared by every Ray on the host: a second one there has no job agent)."""
+        return [
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+        ]
+
     try:
         subprocess.run(
             [
@@ -225,6 +236,7 @@ def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
                 f"--ray-client-server-port={free_port()}",
                 f"--temp-dir={head_dir}",
                 *common,
+                *own_ports(),
             ],
             env=env,
             check=True,
@@ -232,7 +244,14 @@ def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
             timeout=120,
         )
         subprocess.run(
-            [ray_bin, "start", f"--address=127.0.0.1:{gcs}", f"--temp-dir={node_dir}", *common],
+            [
+                ray_bin,
+                "start",
+                f"--address=127.0.0.1:{gcs}",
+                f"--temp-dir={node_dir}",
+                *common,
+                *own_ports(),
+            ],
             env=env,
             check=True,
             capture_output=True,
