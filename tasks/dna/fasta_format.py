@@ -234,7 +234,7 @@ def convert_to_bgzip(path: Path, cache_dir: Path, compression: str | None = None
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    with open_text(path, compression) as src, pysam.BGZFile(str(partial), "wb") as dst:
+    with open_text(path, compression) as src, pysam.BGZFile(str(partial), "wb", index=None) as dst:
         shutil.copyfileobj(src, dst, length=1 << 20)
     os.replace(partial, target)
     return target

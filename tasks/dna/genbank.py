@@ -58,7 +58,7 @@ def genbank_to_fasta(path: Path, cache_dir: Path) -> tuple[Path, Path]:
     seen: dict[str, int] = {}
     with (
         _open_text(path) as handle,
-        pysam.BGZFile(str(part_fasta), "wb") as out_fasta,
+        pysam.BGZFile(str(part_fasta), "wb", index=None) as out_fasta,
         open(part_bed, "w") as out_bed,
     ):
         try:

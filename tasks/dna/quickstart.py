@@ -59,12 +59,14 @@ def run(
     quick: Quickstart = QUICKSTART,
     *,
     minutes: float | None = None,
+    max_steps: int | None = None,
     out_dir: str | Path | None = None,
     threads: int = 2,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, float]:
-    """Train for ``minutes`` of wall clock and return the full validation metrics."""
+    """Train for ``minutes`` of wall clock (or ``max_steps`` steps, whichever comes first)
+    and return the full validation metrics."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     budget = 60.0 * (quick.minutes if minutes is None else minutes)
@@ -82,7 +84,7 @@ def run(
     start = time.monotonic()
     next_eval = 60.0 * quick.eval_every_minutes
     step = bases = 0
-    while (elapsed := time.monotonic() - start) < budget:
+    while (elapsed := time.monotonic() - start) < budget and step < (max_steps or 1 << 62):
         lr = learning_rate(quick, step, elapsed / budget)
         for group in optim.param_groups:
             group["lr"] = lr
@@ -96,7 +98,7 @@ def run(
         if step % 20 == 0:
             log(
                 f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} train bits/base "
-                f"{out.metrics['bits_per_base']:.4f} ({bases / elapsed:.0f} bases/s)"
+                f"{out.metrics['bits_per_base']:.4f} ({bases / max(elapsed, 1e-9):.0f} bases/s)"
             )
         if elapsed >= next_eval:
             metrics = task.evaluate(
@@ -133,9 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=QUICKSTART.minutes)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", default=None, help="model directory to write at the end")
     args = parser.parse_args(argv)
-    run(minutes=args.minutes, out_dir=args.out, threads=args.threads, seed=args.seed)
+    run(
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        out_dir=args.out,
+        threads=args.threads,
+        seed=args.seed,
+    )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def snp_to_vcf_lines(snp: Path, genome: Genome) -> tuple[list[VcfLine], list[str
             if isinstance(made, str):
                 problems.append(made)
             else:
-                out.append(VcfLine(rank[contig], *made, var_id, contig))
+                pos, ref, alt = made
+                out.append(VcfLine(rank[contig], pos, ref, alt, var_id, contig))
     return sorted(out), problems
 
 

@@ -32,6 +32,10 @@ class DnaTask(Task):
         # Opened genomes, splits and fitted baselines, per settings (made once, reused).
         self._data: dict[str, DnaData] = {}
 
+    def __getstate__(self) -> dict:
+        # Shipped to Ray workers: they rebuild genome handles and the baseline lazily.
+        return {**self.__dict__, "_data": {}}
+
     def data(self, settings: DnaSettings) -> DnaData:
         key = settings.model_dump_json()
         if key not in self._data:

@@ -159,7 +159,7 @@ def merge_shards(
     partial = {t: Path(f"{prefix}.{t}.partial.bedGraph.gz") for t in final.bedgraphs}
     summary = _WindowSummary(summary_window)
     writer = pq.ParquetWriter(f"{final.summary}.partial", SUMMARY_SCHEMA)
-    handles = {t: pysam.BGZFile(str(p), "wb") for t, p in partial.items()}
+    handles = {t: pysam.BGZFile(str(p), "wb", index=None) for t, p in partial.items()}
     try:
         for item in sorted(plan, key=lambda it: it.index):
             scores = store.read(item)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gfssm import GFSSMForCausalLM
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.objective import base_log_probs
 from gfssm.tasks.dna.scoring.plan import WorkItem
@@ -56,7 +57,7 @@ class SegmentScores:
 
 
 def _stream(
-    model: nn.Module,
+    model: GFSSMForCausalLM,
     tokens_of: Callable[[int, int], np.ndarray],
     begin: int,
     end: int,

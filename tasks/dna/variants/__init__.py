@@ -57,7 +57,8 @@ def score_vcf(
     """Score every record of ``vcf`` and write ``<prefix>.vcf.gz`` and
     ``<prefix>.variants.parquet``. Contig names are resolved through ``genome.aliases``."""
     records = read_variants(vcf, genome, flank=flank)
-    writer = VariantWriter(vcf, prefix)
+    lengths = dict(genome.lengths) | {a: genome.lengths[c] for a, c in genome.aliases.items()}
+    writer = VariantWriter(vcf, prefix, lengths)
     try:
         with tqdm(unit="variant", disable=not progress, desc="variants") as bar:
             while batch := list(islice(records, batch_size)):

@@ -8,6 +8,7 @@ replaces earlier outputs.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import math
 import os
 from collections import Counter
@@ -53,7 +54,11 @@ class VariantOutputs:
 class VariantWriter:
     """Annotated VCF (bgzip) and Parquet table at ``prefix``, filled batch by batch."""
 
-    def __init__(self, vcf_in: str | Path, prefix: str | Path) -> None:
+    def __init__(
+        self, vcf_in: str | Path, prefix: str | Path, contig_lengths: dict[str, int] | None = None
+    ) -> None:
+        """``contig_lengths``: lengths of the VCF's contig names, for ##contig lines that a
+        headerless VCF lacks (htslib cannot write records of undeclared contigs)."""
         self.vcf_path = Path(f"{prefix}.vcf.gz")
         self.table_path = Path(f"{prefix}.variants.parquet")
         self.vcf_path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,12 @@ class VariantWriter:
         self._partial_table = Path(f"{self.table_path}.partial")
         self._reader = open_vcf(vcf_in)
         header = self._reader.header.copy()
+        for name in _record_contigs(Path(vcf_in)) - set(header.contigs):
+            length = (contig_lengths or {}).get(name)
+            if length:
+                header.contigs.add(name, length=length)
+            else:
+                header.contigs.add(name)
         header.info.add(
             INFO_SCORE,
             "A",
@@ -118,6 +129,23 @@ class VariantWriter:
         for handle in (self._writer, self._reader, self._table):
             with contextlib.suppress(Exception):  # already failing; keep the original error
                 handle.close()
+
+
+def _record_contigs(path: Path) -> set[str]:
+    """The CHROM values of a text VCF (plain or bgzip); empty for BCF, whose header must
+    declare them anyway."""
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    names: set[str] = set()
+    try:
+        with opener(path, "rb") as handle:
+            for line in handle:
+                if not line.startswith(b"#"):
+                    names.add(line.split(b"\t", 1)[0].decode())
+    except (OSError, EOFError, UnicodeDecodeError):
+        return set()
+    return names
 
 
 def _row(record: VariantRecord, alt: str, llr, fwd, rev, status: str) -> dict:

@@ -75,7 +75,7 @@ def open_vcf(path: str | Path) -> pysam.VariantFile:
 def check_contigs(vcf: pysam.VariantFile, genome: Genome, path: Path) -> None:
     """Fail early when the VCF header's contigs all miss the FASTA but look like its names
     under another spelling (``NC_007795`` vs ``gi|...|ref|NC_007795.1|``)."""
-    declared = list(vcf.header.contigs)
+    declared = [str(c) for c in vcf.header.contigs]
     if not declared or any(_known(genome, c) for c in declared):
         return
     for name in declared:

@@ -68,3 +68,13 @@ def tiny_config() -> GFSSMConfig:
 def seeded():
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine spinning OpenMP
+    threads slow them down many times over."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,6 +1,7 @@
 """The dna plugin through the Task interface only, as the pipelines drive it."""
 
 import math
+import pickle
 
 import pydantic
 import pytest
@@ -9,6 +10,7 @@ import torch
 from gfssm import GFSSMForCausalLM
 from gfssm.tasks import available_tasks, get_task, load_model, save_model
 from gfssm.tasks.dna import DnaSettings, DnaTask
+from gfssm.tasks.dna.quickstart import QUICKSTART, Quickstart, run
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
 
 
@@ -56,12 +58,12 @@ def train(task, settings, model, steps, lr=3e-3):
 def test_training_step_and_evaluate_side_by_side(lambda_fasta, tiny_config, seeded, tmp_path):
     task = get_task("dna")
     s = task.settings(
-        {"fasta": str(lambda_fasta), "window_length": 256, "val_fraction": 0.1, "markov_order": 3}
+        {"fasta": str(lambda_fasta), "window_length": 192, "val_fraction": 0.1, "markov_order": 3}
     )
     model = task.build_model(tiny_config, s)
     before = task.evaluate(model, s, batch_size=4, max_batches=2)
-    out = train(task, s, model, 25)
-    assert out.count == 4 * 255 and set(out.metrics) == {"bits_per_base", "accuracy"}
+    out = train(task, s, model, 12, lr=5e-3)
+    assert out.count == 4 * 191 and set(out.metrics) == {"bits_per_base", "accuracy"}
     assert math.isclose(out.metrics["bits_per_base"], out.loss.item() / math.log(2), rel_tol=1e-4)
     after = task.evaluate(model, s, batch_size=4, max_batches=2)
     for key in ("loss", "bits_per_base", "accuracy", "markov_bits_per_base", "markov_accuracy"):
@@ -69,6 +71,10 @@ def test_training_step_and_evaluate_side_by_side(lambda_fasta, tiny_config, seed
     assert after["bits_per_base"] < before["bits_per_base"]
     assert after["markov_bits_per_base"] == before["markov_bits_per_base"]
     assert 1.9 < after["markov_bits_per_base"] < 2.0 and after["windows"] == 8
+    # the task pickles small (for Ray workers) and still works after unpickling
+    shipped = pickle.dumps(task)
+    assert len(shipped) < 1000
+    assert pickle.loads(shipped).evaluate(model, s, batch_size=4, max_batches=2) == after
     # a model directory round-trips through the registry
     save_model(tmp_path / "m", task=task, model=model, config=tiny_config, settings=s)
     loaded = load_model(tmp_path / "m")
@@ -96,3 +102,21 @@ def test_softmask_weight_zero_drops_lowercase_from_the_loss(tmp_path, lambda_tex
     logits = model(batch["input_ids"])[0, 399:, :4]
     expected = torch.nn.functional.cross_entropy(logits, batch["labels"][0, 399:])
     torch.testing.assert_close(loss, expected)
+
+
+def test_quickstart_loop_trains_evaluates_and_saves(lambda_fasta, tmp_path):
+    quick = Quickstart(
+        settings={"fasta": str(lambda_fasta), "window_length": 128, "markov_order": 4},
+        model={"d_model": 32, "n_layer": 1, "headdim": 16, "d_state": 16},
+        batch_size=2,
+        warmup_steps=2,
+    )
+    lines = []
+    metrics = run(quick, max_steps=3, out_dir=tmp_path / "m", threads=1, log=lines.append)
+    assert metrics["steps"] == 3 and metrics["train_bases"] == 3 * 2 * 127
+    assert "Markov" in lines[-2] and (tmp_path / "m" / "gfssm.json").exists()
+    # the shipped choice is a valid experiment for the bundled genome
+    task = get_task("dna")
+    settings = task.settings(QUICKSTART.settings)
+    assert settings.fasta is None and settings.window_length <= 4096
+    assert task.model_config(QUICKSTART.preset, QUICKSTART.model, settings).vocab_size == 8
