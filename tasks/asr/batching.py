@@ -94,10 +94,17 @@ class SpeechDataset:
 
 
 def plan_epoch(
-    durations: np.ndarray, batch_size: int, seed: int, epoch: int, bucket_batches: int = 16
+    durations: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    bucket_batches: int = 16,
+    *,
+    shortest_first: bool = False,
 ) -> list[np.ndarray]:
     """The batches (index arrays) of one epoch: a permutation cut into groups of
-    ``bucket_batches`` batches, each group sorted by duration, then all batches shuffled."""
+    ``bucket_batches`` batches, each group sorted by duration, then all batches shuffled;
+    or, with ``shortest_first`` (SortaGrad), ordered by their mean duration."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(durations))
     group = batch_size * bucket_batches
@@ -106,7 +113,11 @@ def plan_epoch(
         members = order[start : start + group]
         members = members[np.argsort(durations[members], kind="stable")]
         batches.extend(members[i : i + batch_size] for i in range(0, len(members), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+    order = rng.permutation(len(batches))
+    if shortest_first:
+        means = np.array([durations[b].mean() for b in batches])
+        order = np.argsort(means, kind="stable")
+    return [batches[i] for i in order]
 
 
 def collate(
@@ -142,9 +153,12 @@ def training_batches(
     augment: AugmentConfig,
     n_filters: int,
     frame_samples: int = 320,
+    shortest_first_epochs: int = 0,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Endless augmented batches for worker ``rank`` from ``start_step`` on, each with
-    ``time_mask`` (b, T) and ``channel_mask`` (b, F) for the front end."""
+    ``time_mask`` (b, T) and ``channel_mask`` (b, F) for the front end. The first
+    ``shortest_first_epochs`` epochs go from short utterances to long ones (SortaGrad:
+    CTC finds its first alignments faster on short utterances)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
     durations = dataset.durations
@@ -155,7 +169,10 @@ def training_batches(
         batches_per_epoch = -(-len(dataset) // batch_size)
         epoch, within = divmod(index, batches_per_epoch)
         if epoch_plan is None or epoch_plan[0] != epoch:
-            epoch_plan = (epoch, plan_epoch(durations, batch_size, seed, epoch))
+            plan = plan_epoch(
+                durations, batch_size, seed, epoch, shortest_first=epoch < shortest_first_epochs
+            )
+            epoch_plan = (epoch, plan)
         members = epoch_plan[1][within]
         rng = np.random.default_rng([seed, index, 7])
         waves = [augment_waveform(dataset.load(i), augment, rng, TARGET_RATE) for i in members]

@@ -73,15 +73,30 @@ def speakable(sentence: str, *, min_words: int = 3, max_words: int = 24) -> Sent
     return Sentence(spoken=spoken.lower(), text=text)
 
 
+def text_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files named, with each folder standing for its fortune files (no suffix; their
+    ``.dat`` indexes are skipped) and ``.txt`` files."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in ("", ".txt"))
+            if not found:
+                raise FileNotFoundError(f"{path}: no fortune or .txt files in this folder")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: sentence file not found")
+    return out
+
+
 def collect_sentences(
     paths: Iterable[str | Path], *, min_words: int = 3, max_words: int = 24
 ) -> list[Sentence]:
-    """Unique speakable sentences of all files, in file order."""
+    """Unique speakable sentences of all files (folders: their fortune and .txt files)."""
     seen: set[str] = set()
     out = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: sentence file not found")
+    for path in text_files(paths):
         for entry in read_entries(path):
             for raw in split_sentences(entry):
                 sentence = speakable(raw, min_words=min_words, max_words=max_words)

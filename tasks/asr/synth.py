@@ -255,7 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gfssm data synth", description="Synthesise a speech corpus with espeak-ng."
     )
     d = SynthConfig()
-    p.add_argument("--text", nargs="+", required=True, help="fortune or text files of sentences")
+    p.add_argument(
+        "--text",
+        nargs="+",
+        required=True,
+        help="fortune or text files of sentences, or folders of them",
+    )
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     p.add_argument("--train-utterances", type=int, default=d.train_utterances)
     p.add_argument("--valid-utterances", type=int, default=d.valid_utterances)

@@ -38,6 +38,7 @@ class AsrSettings(TaskSettings):
     n_filters: int = Field(64, ge=8, le=512)
     frontend_init: Literal["gabor", "random"] = "gabor"
     max_duration: float = Field(20.0, gt=0)
+    shortest_first_epochs: int = Field(0, ge=0)
     speed_factors: tuple[float, ...] = (0.9, 1.0, 1.1)
     telephone_prob: float = Field(0.1, ge=0, le=1)
     noise_prob: float = Field(0.3, ge=0, le=1)
@@ -154,6 +155,7 @@ class AsrTask(Task):
             start_step=start_step,
             augment=settings.augment(),
             n_filters=settings.n_filters,
+            shortest_first_epochs=settings.shortest_first_epochs,
         )
 
     def training_step(self, model: nn.Module, batch: Batch) -> StepOutput:

@@ -27,6 +27,16 @@ SPOKEN = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests run small tensors: on a shared 2-core machine a second intra-op thread
+    mostly waits for the first (and for other processes), so run them with one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def asr_data() -> Path:
     return DATA

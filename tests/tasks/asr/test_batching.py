@@ -101,6 +101,9 @@ def test_plan_epoch_buckets_by_duration():
     random_spread = np.mean([np.ptp(durations[i : i + 8]) for i in range(0, 400, 8)])
     assert spread < random_spread / 4
     assert plan_epoch(durations, 8, 3, 1)[0].tolist() != plan[0].tolist()
+    ramp = plan_epoch(durations, 8, 3, 0, bucket_batches=50, shortest_first=True)
+    means = [durations[b].mean() for b in ramp]
+    assert means == sorted(means) and sorted(np.concatenate(ramp).tolist()) == list(range(400))
 
 
 def test_speed_and_telephone_band(real_speech):

@@ -64,6 +64,9 @@ def test_sentences_are_split_cleaned_and_filtered(fortune_file):
     assert "you will be successful in your work" in texts  # attribution line dropped
     assert not any("return" in t for t in texts)  # code is not prose
     assert len(texts) == len(set(texts)) >= 20
+    # A folder stands for its fortune files; binary .dat indexes are not read as text.
+    (fortune_file.parent / "fortunes.dat").write_bytes(bytes(range(256)) * 4)
+    assert collect_sentences([fortune_file.parent]) == sentences
 
 
 def corpus_config(**overrides) -> SynthConfig:
