@@ -67,11 +67,11 @@ def unpack_model(files, threads: int) -> LoadedModel:
     if isinstance(files, ray.ObjectRef):  # constructor args arrive unresolved
         files = ray.get(files)
     torch.set_num_threads(max(1, threads))
-    folder = Path(tempfile.mkdtemp(prefix="gfssm-model-"))
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_model(folder, map_location=device)
+    with tempfile.TemporaryDirectory(prefix="gfssm-model-") as tmp:  # read fully, then gone
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        return load_model(tmp, map_location=device)
 
 
 def run_pool(

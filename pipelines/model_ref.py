@@ -27,7 +27,8 @@ def _find_model_dir(root: Path, label: str) -> Path:
 
 
 def resolve_model(ref: str, *, tracking_uri: str | None = None, cache: Path | None = None) -> Path:
-    """A local model directory for ``ref`` (see the module docstring)."""
+    """A local model directory for ``ref`` (see the module docstring). Downloads go into
+    ``cache`` (a new temporary folder when None, which the caller then owns)."""
     path = Path(ref).expanduser()
     if path.exists():
         if not path.is_dir():
