@@ -1,0 +1,124 @@
+"""Ray Train with real workers, real checkpoints and a real MLflow store.
+
+The failure test proves "no lost or repeated step": a 2-worker run whose last rank raises
+once at step 5 is restored from the step-4 checkpoint, and its per-step losses and final
+weights equal those of the same run without a failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from gfssm.kernels.testing import assert_close
+from gfssm.pipelines.checkpoint import read_checkpoint
+from gfssm.pipelines.config import build_experiment
+from gfssm.pipelines.errors import TrainingError
+from gfssm.pipelines.tracking import metric_history
+from gfssm.pipelines.train import run_training
+from gfssm.tasks import get_task, load_model
+
+
+def _train(raw, tracking_uri, **overrides):
+    experiment = build_experiment(raw, get_task("dna"), overrides)
+    return run_training(experiment, tracking_uri=tracking_uri, log=lambda _: None)
+
+
+def _final_weights(result):
+    """Weights and state of the run's newest checkpoint (folder names carry the time)."""
+    folders = sorted(p for p in Path(result.run_dir).glob("checkpoint_*") if p.is_dir())
+    return read_checkpoint(folders[-1])
+
+
+@pytest.mark.slow
+def test_worker_failure_resumes_without_lost_or_repeated_steps(local_ray, tracking_uri, tiny_dna):
+    reference = _train(tiny_dna, tracking_uri)
+    failing = _train(tiny_dna, tracking_uri, **{"train.fail_at_step": 5})
+    client = MlflowClient(tracking_uri)
+
+    # The failing run was restored once, from the step-4 checkpoint, into the same MLflow run.
+    assert metric_history(client, failing.run_id, "restored_from_step") == [(4, 4.0)]
+    assert metric_history(client, reference.run_id, "restored_from_step") == []
+    ref_losses = metric_history(client, reference.run_id, "train_loss")
+    losses = metric_history(client, failing.run_id, "train_loss")
+    assert [s for s, _ in losses] == [1, 2, 3, 4, 5, 6] == [s for s, _ in ref_losses]
+    assert_close(torch.tensor([v for _, v in losses]), torch.tensor([v for _, v in ref_losses]))
+
+    # Same final weights: every step was applied exactly once.
+    (ref_w, ref_state), (w, state) = _final_weights(reference), _final_weights(failing)
+    assert ref_state.step == state.step == 6
+    for name, value in ref_w.items():
+        assert_close(w[name], value, msg=name)
+    assert client.get_run(failing.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_run_is_tracked_and_resumable(local_ray, tracking_uri, tiny_dna):
+    raw = {**tiny_dna, "train": {**tiny_dna["train"], "num_workers": 1, "steps": 4}}
+    first = _train(raw, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(first.run_id)
+    tags, params = run.data.tags, run.data.params
+    assert tags["gfssm.task"] == "dna" and tags["gfssm.preset"] == "tiny"
+    assert tags["gfssm.model_preset"] == "gfssm" and "gfssm.ray_job_id" in tags
+    assert params["model.d_model"] == "32" and params["train.steps"] == "4"
+    assert params["task.window_length"] == "128" and params["model.vocab_size"] != "0"
+    assert client.get_experiment(run.info.experiment_id).name == tiny_dna["tracking"]["experiment"]
+    eval_steps = [s for s, _ in metric_history(client, first.run_id, "eval_bits_per_base")]
+    assert eval_steps == [2, 4]
+    assert metric_history(client, first.run_id, "eval_markov_bits_per_base")
+    files = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"config", "plots", "best_checkpoint", "model"} <= files
+    plots = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert "plots/train_loss.png" in plots
+    assert (
+        Path(client.download_artifacts(first.run_id, "plots/train_loss.png")).read_bytes()[:8]
+        == b"\x89PNG\r\n\x1a\n"
+    )
+
+    # Every checkpoint is a model directory, loadable with weights_only=True.
+    loaded = load_model(first.best_checkpoint)
+    assert loaded.task.name == "dna" and loaded.config.d_model == 32
+    weights, state = read_checkpoint(Path(first.best_checkpoint))
+    assert set(weights) == set(loaded.model.state_dict()) and state.step in (2, 4)
+    assert state.optimizer["state"] and state.scheduler["last_epoch"] == state.step
+    assert "torch" in state.rng and state.experiment["name"] == "tiny"
+
+    # --resume continues the same MLflow run from its last checkpoint.
+    experiment = build_experiment(raw, get_task("dna"), {})
+    resumed = run_training(
+        experiment,
+        tracking_uri=tracking_uri,
+        resume=first.run_id,
+        resume_overrides={"train.steps": 6},
+        log=lambda _: None,
+    )
+    assert resumed.run_id == first.run_id and resumed.run_dir == first.run_dir
+    assert metric_history(client, first.run_id, "restored_from_step") == [(4, 4.0)]
+    steps = [s for s, _ in metric_history(client, first.run_id, "train_loss")]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_too_many_nonfinite_steps_abort_with_a_clear_message(local_ray, tracking_uri, tiny_dna):
+    raw = {
+        **tiny_dna,
+        "train": {
+            **tiny_dna["train"],
+            "num_workers": 1,
+            "lr": 1e12,
+            "warmup_steps": 0,
+            "grad_clip": None,
+            "max_nonfinite": 0,
+        },
+    }
+    with pytest.raises(TrainingError, match=r"non-finite loss or gradient \(limit train"):
+        _train(raw, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(tiny_dna["tracking"]["experiment"])
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FAILED" and "gfssm.abort_reason" in run.data.tags

@@ -1,0 +1,116 @@
+"""CTC decoding: greedy, beam search with lexicon and KenLM, word timestamps, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gfssm.tasks.asr.decoding import (
+    BeamSearchConfig,
+    BeamSearchDecoder,
+    GreedyStream,
+    greedy_decode,
+    greedy_decode_batch,
+)
+from gfssm.tasks.asr.lm import write_arpa, write_lexicon
+from gfssm.tasks.asr.metrics import ErrorRates, char_errors, word_errors
+from gfssm.tasks.asr.text import CharVocabulary
+
+VOCAB = CharVocabulary()
+
+
+def emissions(path: str, *, confidence: float = 8.0, alternatives=None) -> torch.Tensor:
+    """(T, V) log-probs whose best path spells ``path`` frame by frame: ``-`` is blank,
+    ``_`` the word separator. ``alternatives`` {frame: (char, gap)} puts a second char
+    ``gap`` below the best at that frame."""
+    T = len(path)
+    logits = torch.zeros(T, len(VOCAB))
+    for t, ch in enumerate(path):
+        key = {"-": "-", "_": "|"}.get(ch, ch)
+        logits[t, VOCAB.tokens.index(key)] = confidence
+    for t, (ch, gap) in (alternatives or {}).items():
+        logits[t, VOCAB.tokens.index(ch)] = confidence - gap
+    return torch.log_softmax(logits, dim=-1)
+
+
+def test_greedy_collapses_repeats_and_times_words():
+    #            0123456789012345678
+    em = emissions("hhe-ll-lo__-wor-ld-")
+    result = greedy_decode(em, VOCAB, frame_seconds=0.02)
+    assert result.text == "hello world"
+    (hello, world) = result.words
+    assert (hello.word, hello.start, hello.end) == ("hello", 0.0, pytest.approx(0.18))
+    assert (world.word, world.start, world.end) == (
+        "world",
+        pytest.approx(0.24),
+        pytest.approx(0.36),
+    )
+
+
+def test_greedy_stream_equals_one_shot_across_any_split():
+    em = emissions("--hhe-ll-lo__-wor-ld--_a_")
+    whole = greedy_decode(em, VOCAB)
+    for cut in range(1, em.shape[0]):
+        stream = GreedyStream(VOCAB, 0.02)
+        stream.feed(em[:cut])
+        stream.feed(em[cut:])
+        assert stream.finish() == whole
+
+
+def test_greedy_batch_respects_lengths():
+    a, b = emissions("hi_there"), emissions("yo")
+    batch = torch.stack([a, torch.cat([b, emissions("zzzzzz")])])
+    out = greedy_decode_batch(batch, torch.tensor([8, 2]), VOCAB)
+    assert [t.text for t in out] == ["hi there", "yo"]
+
+
+def test_beam_search_without_lm_matches_greedy_on_clear_emissions():
+    em = emissions("-hhe-ll-lo__-wor-ld-")
+    decoder = BeamSearchDecoder(VOCAB, BeamSearchConfig(beam_size=8))
+    beam = decoder.decode(em)
+    greedy = greedy_decode(em, VOCAB)
+    assert beam.text == greedy.text
+    assert [w.start for w in beam.words] == [w.start for w in greedy.words]
+    assert all(b.end <= g.end for b, g in zip(beam.words, greedy.words))
+    decoder.begin()
+    decoder.step(em[:7])
+    decoder.step(em[7:])
+    assert decoder.finish() == beam
+
+
+def test_lexicon_and_kenlm_steer_the_beam(tmp_path):
+    # "their" and "there" differ in two letters the acoustics cannot tell apart.
+    em = emissions("the-ir-", alternatives={4: ("r", 0.0), 5: ("e", 0.0)})
+    lexicon = write_lexicon(["their", "there", "the"], tmp_path / "lexicon.txt")
+    assert "there t h e r e |" in lexicon.read_text()
+    results = {}
+    for preferred in ("their", "there"):
+        arpa = write_arpa([preferred] * 20 + ["the"], tmp_path / f"{preferred}.arpa")
+        decoder = BeamSearchDecoder(
+            VOCAB,
+            BeamSearchConfig(beam_size=16, lexicon=str(lexicon), kenlm=str(arpa), lm_weight=2.0),
+        )
+        results[preferred] = decoder.decode(em).text
+    assert results == {"their": "their", "there": "there"}
+
+
+def test_beam_config_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.arpa: kenlm file not found"):
+        BeamSearchDecoder(VOCAB, BeamSearchConfig(kenlm=str(tmp_path / "missing.arpa")))
+    arpa = write_arpa(["a b"], tmp_path / "lm.arpa")
+    with pytest.raises(ValueError, match="needs a lexicon"):
+        BeamSearchDecoder(VOCAB, BeamSearchConfig(kenlm=str(arpa)))
+
+
+def test_error_rates_per_utterance_and_overall():
+    rates = ErrorRates()
+    assert rates.add("the cat sat", "the cat sat") == {"wer": 0.0, "cer": 0.0}
+    per = rates.add("a b c d", "a x c")
+    assert per["wer"] == pytest.approx(2 / 4)
+    assert word_errors("a b c d", "a x c").substitutions == 1
+    assert char_errors("abc", "abd").rate == pytest.approx(1 / 3)
+    total = rates.summary()
+    # Overall = all edits over all reference words, not a mean of utterance rates.
+    assert total["wer"] == pytest.approx(2 / 7) and total["utterances"] == 2
+    assert word_errors("", "").rate == 0.0 and word_errors("", "extra").rate == float("inf")
+    assert word_errors("two words", "").rate == 1.0
