@@ -47,7 +47,7 @@ class SpeechDataset:
         sources: Sequence[str | Path] | str | Path,
         *,
         vocabulary: CharVocabulary | None = None,
-        min_speed: float = 1.0,
+        max_speed: float = 1.0,
         max_duration: float | None = None,
     ) -> None:
         self.vocabulary = vocabulary or CharVocabulary()
@@ -60,7 +60,7 @@ class SpeechDataset:
                 text = normalise_text(utt.text)
                 targets = tuple(self.vocabulary.encode(text))
                 # Too many characters for the frames (after the fastest speed-up), or none.
-                frames = int(utt.duration / max(min_speed, 1e-6) / FRAME_SECONDS)
+                frames = int(utt.duration / max_speed / FRAME_SECONDS)
                 too_long = max_duration is not None and utt.duration > max_duration
                 if not targets or ctc_frames_needed(targets) > frames or too_long:
                     dropped += 1

@@ -5,6 +5,7 @@ the frames at which a word's characters are emitted.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,9 +125,10 @@ def words_from_tokens(
 
 @dataclass(frozen=True)
 class BeamSearchConfig:
-    """Beam search settings; ``lexicon`` (word + spelling a line, spelling ending in ``|``)
-    restricts output to known words and is needed for a word-level ``kenlm`` model (ARPA
-    or binary)."""
+    """Beam search settings. ``lexicon`` (word + spelling a line, spelling ending in ``|``)
+    restricts output to known words; ``kenlm`` (ARPA or binary) is then a word model.
+    Without a lexicon, ``kenlm`` must be a character model over the CTC tokens (letters,
+    ``'`` and ``|``; :func:`gfssm.tasks.asr.lm.write_arpa` with ``units="chars"``)."""
 
     beam_size: int = 32
     beam_threshold: float = 25.0
@@ -146,24 +148,28 @@ class BeamSearchDecoder:
             value = getattr(config, name)
             if value is not None and not Path(value).is_file():
                 raise FileNotFoundError(f"{value}: {name} file not found")
-        if config.kenlm is not None and config.lexicon is None:
-            raise ValueError(
-                f"{config.kenlm}: a word-level KenLM model needs a lexicon (BeamSearchConfig."
-                f"lexicon) to map words to characters"
-            )
         self.vocabulary = vocabulary
         self.frame_seconds = frame_seconds
-        self.decoder = ctc_decoder(
-            lexicon=config.lexicon,
-            tokens=list(vocabulary.tokens),
-            lm=config.kenlm,
-            beam_size=config.beam_size,
-            beam_threshold=config.beam_threshold,
-            lm_weight=config.lm_weight,
-            word_score=config.word_score,
-            blank_token=BLANK,
-            sil_token=WORD_SEPARATOR,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            lm_dict = None
+            if config.kenlm is not None and config.lexicon is None:
+                # Without a lexicon the decoder scores the LM by token index, but the word
+                # table torchaudio builds by default is not in token order (a character LM
+                # then scores the wrong characters): give it the tokens, in order.
+                lm_dict = str(Path(tmp) / "tokens.txt")
+                Path(lm_dict).write_text("\n".join(vocabulary.tokens) + "\n")
+            self.decoder = ctc_decoder(
+                lexicon=config.lexicon,
+                tokens=list(vocabulary.tokens),
+                lm=config.kenlm,
+                lm_dict=lm_dict,
+                beam_size=config.beam_size,
+                beam_threshold=config.beam_threshold,
+                lm_weight=config.lm_weight,
+                word_score=config.word_score,
+                blank_token=BLANK,
+                sil_token=WORD_SEPARATOR,
+            )
 
     def _transcript(self, hypothesis) -> Transcript:
         tokens = self.decoder.idxs_to_tokens(hypothesis.tokens)

@@ -65,7 +65,12 @@ def train(args: argparse.Namespace) -> dict:
     model.train()
     while True:
         elapsed = time.monotonic() - start
-        progress = max(step / args.steps if args.steps else 0.0, elapsed / budget)
+        cpu = time.process_time() - cpu_start
+        progress = max(
+            step / args.steps if args.steps else 0.0,
+            elapsed / budget,
+            cpu / (args.cpu_minutes * 60) if args.cpu_minutes else 0.0,
+        )
         if progress >= 1.0:
             break
         warm = min(1.0, (step + 1) / args.warmup_steps)
@@ -130,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="model directory to write")
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
+    p.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=0.0,
+        help="budget of this process's CPU time (0: none); fair comparisons on a shared machine",
+    )
     p.add_argument("--preset", default="gfssm")
     p.add_argument("--model", nargs="*", default=[], help="model overrides key=value")
     p.add_argument("--set", nargs="*", default=[], help="task settings key=value")

@@ -124,13 +124,13 @@ class AsrTask(Task):
         if not sources:
             kind = "train_data" if training else "valid_data"
             raise ValueError(f"asr settings: {kind} is empty; list manifests or data folders")
-        min_speed = 1.0 / max(settings.speed_factors) if training else 1.0
-        key = (tuple(sources), min_speed, settings.max_duration if training else None)
+        max_speed = max(settings.speed_factors) if training else 1.0
+        key = (tuple(sources), max_speed, settings.max_duration if training else None)
         if key not in self._datasets:
             self._datasets[key] = SpeechDataset(
                 sources,
                 vocabulary=self.vocabulary,
-                min_speed=min_speed,
+                max_speed=max_speed,
                 max_duration=settings.max_duration if training else None,
             )
         return self._datasets[key]

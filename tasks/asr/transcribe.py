@@ -178,9 +178,15 @@ def read_finished(out_jsonl: Path) -> set[str]:
     if len(complete) != len(data):
         out_jsonl.write_bytes(complete)
     done = set()
-    for line in complete.decode("utf-8").splitlines():
+    for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
         if line.strip():
-            done.add(json.loads(line)["audio_filepath"])
+            try:
+                done.add(json.loads(line)["audio_filepath"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{out_jsonl}:{number}: not a transcription line ({err}); resume needs the "
+                    f"file this function wrote, or a new output path"
+                ) from err
     return done
 
 

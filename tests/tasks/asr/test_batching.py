@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def dataset(espeak_manifest):
-    return SpeechDataset([espeak_manifest], min_speed=1 / 1.1)
+    return SpeechDataset([espeak_manifest], max_speed=1.1)
 
 
 def test_dataset_normalises_and_encodes(dataset):
@@ -54,6 +55,21 @@ def test_dataset_normalises_and_encodes(dataset):
     item = dataset.items[0]
     assert item.text == "the quick brown fox jumps over the lazy dog"
     assert dataset.vocabulary.decode(item.targets) == item.text
+
+
+def test_dataset_drops_what_ctc_cannot_align(tmp_path, real_speech):
+    path, text = real_speech[2]  # "ten of clubs", 1.1 s: 54 frames of 20 ms
+    rows = [
+        {"audio_filepath": str(path), "duration": 1.0954, "text": text},
+        {"audio_filepath": str(path), "duration": 1.0954, "text": "word " * 12},  # 59 chars
+        {"audio_filepath": str(path), "duration": 1.0954, "text": "!!"},  # nothing left
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [i.text for i in SpeechDataset([manifest]).items] == [text]
+    # 12 characters need 12 frames; sped up 5x, 1.1 s has only 10.
+    with pytest.raises(ValueError, match="no usable utterances"):
+        SpeechDataset([manifest], max_speed=5.0)
 
 
 def test_batches_are_a_function_of_seed_and_step(dataset):

@@ -94,12 +94,59 @@ def test_lexicon_and_kenlm_steer_the_beam(tmp_path):
     assert results == {"their": "their", "there": "there"}
 
 
+def test_character_lm_steers_lexicon_free_beam(tmp_path):
+    # Frame 2 cannot tell "e" from "a"; a character model of text with "the" decides.
+    em = emissions("the_cat", alternatives={2: ("a", 0.0)})
+    results = {}
+    for word in ("the", "tha"):
+        arpa = write_arpa(
+            [f"{word} cat"] * 5 + ["a cat"], tmp_path / f"{word}.arpa", order=4, units="chars"
+        )
+        decoder = BeamSearchDecoder(
+            VOCAB, BeamSearchConfig(beam_size=16, kenlm=str(arpa), lm_weight=1.0)
+        )
+        results[word] = decoder.decode(em).text
+    assert results == {"the": "the cat", "tha": "tha cat"}
+
+
 def test_beam_config_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.arpa: kenlm file not found"):
         BeamSearchDecoder(VOCAB, BeamSearchConfig(kenlm=str(tmp_path / "missing.arpa")))
-    arpa = write_arpa(["a b"], tmp_path / "lm.arpa")
-    with pytest.raises(ValueError, match="needs a lexicon"):
-        BeamSearchDecoder(VOCAB, BeamSearchConfig(kenlm=str(arpa)))
+    with pytest.raises(FileNotFoundError, match=r"words\.txt: lexicon file not found"):
+        BeamSearchDecoder(VOCAB, BeamSearchConfig(lexicon=str(tmp_path / "words.txt")))
+
+
+def read_arpa(path):
+    """(probabilities, backoff weights) by n-gram tuple, as plain floats."""
+    prob, bow, order = {}, {}, 0
+    for line in path.read_text().splitlines():
+        if line.endswith("-grams:"):
+            order = int(line[1])
+        elif order and line and not line.startswith("\\"):
+            fields = line.split("\t")
+            gram = tuple(fields[1].split())
+            prob[gram] = 10 ** float(fields[0])
+            if len(fields) > 2:
+                bow[gram] = 10 ** float(fields[2])
+    return prob, bow
+
+
+@pytest.mark.parametrize(("units", "order"), [("words", 2), ("words", 3), ("chars", 5)])
+def test_arpa_models_are_normalised(tmp_path, units, order):
+    sentences = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the mat"]
+    prob, bow = read_arpa(write_arpa(sentences, tmp_path / "lm.arpa", order=order, units=units))
+
+    def p(gram):  # how KenLM scores: the n-gram, or back off
+        if gram in prob:
+            return prob[gram]
+        return prob[("<unk>",)] if len(gram) == 1 else bow.get(gram[:-1], 1.0) * p(gram[1:])
+
+    units_seen = [g[0] for g in prob if len(g) == 1 and g[0] != "<s>"]
+    histories = [g for g in prob if len(g) < order and g != ("</s>",)] + [("<s>",), ("x", "y")]
+    for history in histories:
+        total = sum(p((*history, w)) for w in units_seen)
+        assert total == pytest.approx(1.0, abs=1e-5), history
+    assert max(len(g) for g in prob) == order
 
 
 def test_error_rates_per_utterance_and_overall():

@@ -122,3 +122,11 @@ def test_evaluate_manifest_per_utterance_and_overall(tmp_path, model, real_speec
         "ten of clubs",
     ]
     assert "gone.wav: file not found" in next(r["error"] for r in lines if "error" in r)
+
+
+def test_resume_refuses_a_foreign_output_file(tmp_path, model, real_speech):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"audio_filepath": "a.wav", "text": "x"}\nnot json at all\n')
+    with pytest.raises(ValueError, match=r"out\.jsonl:2: not a transcription line"):
+        transcribe(model, [real_speech[0][0]], out, progress=False)
+    assert out.read_text().startswith('{"audio_filepath": "a.wav"')  # nothing overwritten
