@@ -154,8 +154,12 @@ def ssd_scan_reference(
     read_decay = (torch.exp(l_cum) * enters).view(b, nc, Q, G, hpg, 1)
     y = y + torch.einsum("bcqgn,bcgjpn->bcqgjp", C_p, prev) * read_decay
 
-    if n_init > 0 and sink_gain is not None:
-        y = y + _earlier_init_tokens(seg, seg_p, delta, xc, Bc, C_p, sink_gain.to(cdt), n_init)
+    low_rank = _low_rank_reads(
+        seg, seg_p, delta, xc, Bc, C_p, sink_k, sink_v,
+        None if sink_gain is None else sink_gain.to(cdt), n_init,
+    )  # fmt: skip
+    if low_rank is not None:
+        y = y + low_rank
     if initial_state is not None and sink_gain is not None:
         # gamma * I_0 C_tau for the stream's first sequence.
         first = (seg_p == 0).view(b, nc, Q, 1, 1, 1)
@@ -164,8 +168,6 @@ def ssd_scan_reference(
         y = y + torch.einsum("bcqgn,bgjpn->bcqgjp", C_p, i0) * gain * first
 
     y = y.reshape(b, nc * Q, H, P)[:, :L]
-    if sink_k is not None and sink_v is not None:
-        y = y + learned_sink_readout(Cc, sink_k, sink_v, H)
     if D is not None:
         y = y + xc * D.to(cdt)[:, None]
     y = y.to(x.dtype)
@@ -205,42 +207,58 @@ def _init_tokens_in_chunk(
     return y.index_add(1, chunks, y_sink)
 
 
-def _earlier_init_tokens(
+def _low_rank_reads(
     seg: Segments,
     seg_p: torch.Tensor,
     delta: torch.Tensor,
     x: torch.Tensor,
     B: torch.Tensor,
     C_p: torch.Tensor,
-    gain: torch.Tensor,
+    sink_k: torch.Tensor | None,
+    sink_v: torch.Tensor | None,
+    gain: torch.Tensor | None,
     n_init: int,
-) -> torch.Tensor:
-    """``gamma I C_tau`` for initial tokens that lie in earlier chunks.
+) -> torch.Tensor | None:
+    """The low-rank sink read-outs in one product: ``K C_tau`` with the learned slots
+    ``K = sum_s v_s k_s^T``, and ``gamma I C_tau`` for initial tokens in earlier chunks.
 
-    Only the segment that enters chunk ``c`` can have initial tokens before it, at most
-    ``n_init`` of them, so ``I`` is read in low-rank form: (b, nc, Q, G, hpg, P).
+    Only the sequence that enters chunk ``c`` can have initial tokens before it, at most
+    ``n_init`` of them, so both terms are (key, value) pairs: keys (b, nc, R, G, N), values
+    (b, nc, R, G, hpg, P). Returns (b, nc, Q, G, hpg, P), or None when there is no sink.
     """
     b, L, H, P = x.shape
     G, N = B.shape[-2:]
     hpg = H // G
     nc, Q = seg_p.shape[1:]
-    chunk_start = torch.arange(nc, device=x.device) * Q  # (nc,)
-    start = seg.start[:, chunk_start]  # (b, nc) start of the segment entering each chunk
-    idx = start[..., None] + torch.arange(n_init, device=x.device)  # (b, nc, n_init)
-    idx_c = idx.clamp(max=L - 1)
-    pos = torch.gather(seg.pos, 1, idx_c.view(b, -1)).view(b, nc, n_init)
-    valid = (idx < chunk_start[:, None]) & (pos < n_init)  # (b, nc, n_init)
-    flat = idx_c.view(b, -1)
-    d_i = torch.gather(delta, 1, flat[..., None].expand(-1, -1, H)).view(b, nc, n_init, H)
-    d_i = d_i * valid[..., None] * gain
-    x_i = torch.gather(x, 1, flat[..., None, None].expand(-1, -1, H, P))
-    x_i = x_i.view(b, nc, n_init, G, hpg, P)
-    B_i = torch.gather(B, 1, flat[..., None, None].expand(-1, -1, G, N)).view(b, nc, n_init, G, N)
-    cb = torch.einsum("bcqgn,bckgn->bcqgk", C_p, B_i)  # (b, nc, Q, G, n_init)
-    coef = cb[:, :, :, :, None, :] * d_i.view(b, nc, 1, n_init, G, hpg).permute(0, 1, 2, 4, 5, 3)
-    same = seg_p == seg_p[:, :, :1]  # positions in the segment entering the chunk
-    out = torch.einsum("bcqgjk,bckgjp->bcqgjp", coef, x_i)
-    return out * same.view(b, nc, Q, 1, 1, 1)
+    keys, values, read_masks = [], [], []
+    if sink_k is not None and sink_v is not None:
+        S = sink_k.shape[0]
+        keys.append(sink_k.to(C_p.dtype).expand(b, nc, S, G, N))
+        values.append(sink_v.to(C_p.dtype).view(S, G, hpg, P).expand(b, nc, S, G, hpg, P))
+        read_masks.append(C_p.new_ones(b, nc, Q, 1, S))
+    if n_init > 0 and gain is not None:
+        chunk_start = torch.arange(nc, device=x.device) * Q
+        start = seg.start[:, chunk_start]  # (b, nc) start of the sequence entering each chunk
+        idx = start[..., None] + torch.arange(n_init, device=x.device)  # (b, nc, n_init)
+        idx_c = idx.clamp(max=L - 1)
+        pos = torch.gather(seg.pos, 1, idx_c.view(b, -1)).view(b, nc, n_init)
+        valid = (idx < chunk_start[:, None]) & (pos < n_init)
+        flat = idx_c.view(b, -1)
+        d_i = torch.gather(delta, 1, flat[..., None].expand(-1, -1, H)).view(b, nc, n_init, H)
+        x_i = torch.gather(x, 1, flat[..., None, None].expand(-1, -1, H, P))
+        x_i = x_i.view(b, nc, n_init, H, P) * (d_i * valid[..., None] * gain)[..., None]
+        keys.append(
+            torch.gather(B, 1, flat[..., None, None].expand(-1, -1, G, N)).view(b, nc, n_init, G, N)
+        )
+        values.append(x_i.view(b, nc, n_init, G, hpg, P))
+        # Positions of later sequences in the chunk do not read this sequence's sink.
+        same = (seg_p == seg_p[:, :, :1]).to(C_p.dtype)  # (b, nc, Q)
+        read_masks.append(same[..., None, None].expand(b, nc, Q, 1, n_init))
+    if not keys:
+        return None
+    scores = torch.einsum("bcqgn,bcrgn->bcqgr", C_p, torch.cat(keys, dim=2))
+    scores = scores * torch.cat(read_masks, dim=-1)
+    return torch.einsum("bcqgr,bcrgjp->bcqgjp", scores, torch.cat(values, dim=2))
 
 
 def _final_init_sink(
