@@ -12,7 +12,7 @@ from gfssm.cache import GFSSMCache
 from gfssm.config import ConfigError, GFSSMConfig
 from gfssm.layers import GatedMLP, RMSNorm
 from gfssm.mixer import GFSSMMixer
-from gfssm.packing import mask_padding, reverse_within_sequences
+from gfssm.packing import lengths_to_seq_idx, mask_padding, reverse_within_sequences
 
 
 def init_weights(model: nn.Module, config: GFSSMConfig) -> None:
@@ -65,6 +65,25 @@ class GFSSMBackbone(nn.Module):
                 reverse_index=reverse_index,
                 cache=None if cache is None else cache.layers[i],
             )
+        return self.norm_f(hidden)
+
+    def forward_right_padded(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """hidden: (b, L, D) with row ``i`` valid up to ``lengths[i]`` -> (b, L, D), equal on
+        valid positions to running each row alone; values past a length are unspecified.
+
+        No ``seq_idx`` is needed, so the layers take the plain (faster) FIR and scan paths:
+        padding after a sequence cannot reach it in a causal pass, and the backward pass of
+        a bidirectional stack reverses each row within its own length, so the padding stays
+        behind the sequence there too.
+        """
+        b, L, _ = hidden.shape
+        reverse_index = None
+        if self.bidirectional:
+            reverse_index = reverse_within_sequences(
+                lengths_to_seq_idx(lengths, L), b, L, hidden.device
+            )
+        for layer in self.layers:
+            hidden = layer(hidden, seq_idx=None, reverse_index=reverse_index)
         return self.norm_f(hidden)
 
     def step(self, hidden: torch.Tensor, cache: GFSSMCache) -> torch.Tensor:
@@ -150,6 +169,10 @@ class GFSSMEncoder(nn.Module):
                 raise ValueError("GFSSMEncoder got token ids but config.vocab_size is 0")
             inputs = self.embedding(inputs)
         b, L, _ = inputs.shape
+        if lengths is not None and seq_idx is None and cache is None:
+            out = self.backbone.forward_right_padded(inputs, lengths)
+            valid = torch.arange(L, device=inputs.device)[None, :] < lengths[:, None]
+            return out * valid[..., None].to(out.dtype)
         seq_idx, valid = mask_padding(seq_idx, lengths, L)
         out = self.backbone(inputs, seq_idx=seq_idx, cache=cache)
         if valid is not None:

@@ -17,8 +17,6 @@ from gfssm import (
     GFSSMCache,
     GFSSMConfig,
     GFSSMEncoder,
-    lengths_to_seq_idx,
-    reverse_within_sequences,
 )
 from gfssm.tasks.asr.frontend import WaveformFrontend
 
@@ -87,25 +85,8 @@ class CtcSpeechModel(nn.Module):
 
     def encode_padded(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The encoder on a right-padded batch: frames (b, T, D), lengths (b,) -> (b, T, D),
-        zero past each length.
-
-        Equal to ``self.encoder(frames, lengths=lengths)`` but about 3x faster on CPU: the
-        padding after a sequence cannot reach its frames in a causal pass, and the backward
-        pass reverses each sequence within its own length (padding stays behind it), so the
-        layers can run without ``seq_idx`` and take the plain convolution and scan paths.
-        """
-        b, T, _ = frames.shape
-        reverse_index = None
-        if self.bidirectional:
-            reverse_index = reverse_within_sequences(
-                lengths_to_seq_idx(lengths, T), b, T, frames.device
-            )
-        hidden = frames
-        for layer in self.encoder.backbone.layers:
-            hidden = layer(hidden, seq_idx=None, reverse_index=reverse_index)
-        hidden = self.encoder.backbone.norm_f(hidden)
-        valid = torch.arange(T, device=frames.device)[None, :] < lengths[:, None]
-        return hidden * valid[..., None].to(hidden.dtype)
+        zero past each length (the encoder's fast path for right padding)."""
+        return self.encoder(frames, lengths=lengths)
 
     def forward_window(self, audio: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """A window cut from longer audio: audio (b, n) with the ``context_samples`` before

@@ -87,9 +87,11 @@ def test_causal_lm_output_at_t_ignores_later_inputs():
     assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().max() > 1e-3
 
 
-def test_encoder_padded_batch_equals_each_sequence_alone():
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_encoder_padded_batch_equals_each_sequence_alone(bidirectional):
+    """Right padding takes the encoder's fast path (no seq_idx); packing takes the other."""
     torch.manual_seed(0)
-    enc = GFSSMEncoder(small_config(vocab_size=0)).double().eval()
+    enc = GFSSMEncoder(small_config(vocab_size=0), bidirectional=bidirectional).double().eval()
     randomize_sinks(enc)
     lengths = [23, 9, 30]
     feats = [torch.randn(n, 16, dtype=torch.float64) for n in lengths]
@@ -103,6 +105,12 @@ def test_encoder_padded_batch_equals_each_sequence_alone():
             alone = enc(f[None])
             assert_close(out[i, : len(f)], alone[0])
             assert (out[i, len(f) :] == 0).all()
+        # The same rows packed into one row (seq_idx) give the same outputs.
+        packed = enc(
+            torch.cat(feats)[None],
+            seq_idx=torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])[None],
+        )
+        assert_close(packed[0], torch.cat([out[i, :n] for i, n in enumerate(lengths)]))
 
 
 def test_encoder_packed_equals_separate_and_is_bidirectional():

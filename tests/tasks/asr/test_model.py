@@ -68,15 +68,6 @@ def test_padding_gets_no_gradient_and_gives_none(tiny_model, real_speech):
         assert audio.grad[i, :n].abs().sum() > 0
 
 
-@pytest.mark.parametrize("bidirectional", [True, False])
-def test_fast_padded_encoder_equals_the_core_encoder(tiny_model, bidirectional):
-    model = tiny_model(bidirectional=bidirectional, dtype=torch.float64)
-    frames = torch.randn(3, 45, 32, dtype=torch.float64)
-    lengths = torch.tensor([45, 17, 33])
-    with torch.no_grad():
-        assert_close(model.encode_padded(frames, lengths), model.encoder(frames, lengths=lengths))
-
-
 def test_streaming_pieces_equal_the_whole_file(tiny_model, real_speech):
     model = tiny_model(bidirectional=False, dtype=torch.float64)
     wave = torch.cat([read_audio(p).double() for p, _ in real_speech])
