@@ -109,10 +109,11 @@ def write_arpa(
             for w in ws:
                 gram = (*history, w)
                 prob[gram] = (counts.counts[n][gram] - discount) / c_h + mass * p(gram[1:])
-        for history, ws in counts.followers[n].items():
-            seen = sum(prob[(*history, w)] for w in ws)
-            lower = sum(p((*history[1:], w)) for w in ws)
-            backoff[history] = (1.0 - seen) / (1.0 - lower) if lower < 1.0 else 1.0
+            # Seen units take 1 - mass + mass * P_lower(seen), unseen ones must share
+            # mass * (1 - P_lower(seen)): the weight is exactly ``mass``. (Computing it as a
+            # ratio of those two differences cancels to 0/0 when h is followed by nearly
+            # every unit, as in character models.)
+            backoff[history] = mass
 
     def fmt(value: float) -> str:
         return f"{math.log10(value):.6f}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -131,9 +133,22 @@ def read_arpa(path):
     return prob, bow
 
 
-@pytest.mark.parametrize(("units", "order"), [("words", 2), ("words", 3), ("chars", 5)])
-def test_arpa_models_are_normalised(tmp_path, units, order):
-    sentences = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the mat"]
+RANDOM_AB = ["".join(random.Random(i).choice("ab ") for _ in range(40)).strip() for i in range(300)]
+
+
+@pytest.mark.parametrize(
+    ("units", "order", "sentences"),
+    [
+        ("words", 2, None),
+        ("words", 3, None),
+        ("chars", 5, None),
+        # Every history is followed by (nearly) every unit: the backoff weight must not
+        # come out as a cancelled 0/0.
+        ("chars", 6, RANDOM_AB),
+    ],
+)
+def test_arpa_models_are_normalised(tmp_path, units, order, sentences):
+    sentences = sentences or ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the mat"]
     prob, bow = read_arpa(write_arpa(sentences, tmp_path / "lm.arpa", order=order, units=units))
 
     def p(gram):  # how KenLM scores: the n-gram, or back off
