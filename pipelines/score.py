@@ -110,10 +110,11 @@ def score_genome(
         SegmentScores,
         ShardStore,
         WorkItem,
+        check_same_run,
         merge_shards,
+        model_fingerprint,
         plan_scoring,
     )
-    from gfssm.tasks.dna.scoring.genome_scoring import _check_same_run, model_fingerprint
 
     loaded = _dna_model(model_dir)
     genome = _genome(fasta, loaded, aliases)
@@ -123,7 +124,7 @@ def score_genome(
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / _stem(fasta)
     store = ShardStore(f"{prefix}.shards")
-    _check_same_run(store.directory, plan, options, model_fingerprint(loaded.model))
+    check_same_run(store.directory, plan, options, model_fingerprint(loaded.model))
     todo = [item for item in plan if not store.is_done(item)]
     log(f"{len(plan)} work items ({len(plan) - len(todo)} already scored) in {store.directory}")
     pool = pool or PoolSpec()

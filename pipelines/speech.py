@@ -27,6 +27,7 @@ from gfssm.pipelines.batch import (
     unpack_model,
 )
 from gfssm.pipelines.errors import GFSSMUserError
+from gfssm.pipelines.speech_decoding import DecodingOptions, build_decoder
 from gfssm.tasks.pretrained import LoadedModel, load_model
 
 
@@ -54,11 +55,19 @@ def transcribe_one(loaded: LoadedModel, path: str) -> dict[str, Any]:
     return transcribe_file(loaded.model, path).to_json()
 
 
-class Transcriber:
-    """Actor: loads the model once; transcribes one group of files per call."""
+def _resolved(value):
+    import ray
 
-    def __init__(self, model_files, threads) -> None:
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+class Transcriber:
+    """Actor: loads the model and builds its decoder once; transcribes one group of files
+    per call."""
+
+    def __init__(self, model_files, decoding, threads) -> None:
         self.loaded = unpack_model(model_files, threads)
+        self.decoder = build_decoder(_resolved(decoding), self.loaded.model.frame_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gfssm.tasks.asr.manifests import Utterance
@@ -68,7 +77,7 @@ class Transcriber:
         for text in batch["item"]:
             group = json.loads(text)
             utts = [Utterance(**u) for u in group["utterances"]]
-            results = transcribe_batch(self.loaded.model, utts)
+            results = transcribe_batch(self.loaded.model, utts, decoder=self.decoder)
             out.append(
                 json.dumps(
                     {
@@ -99,12 +108,14 @@ def transcribe(
     out_jsonl: Path,
     *,
     batch_files: int = 16,
+    decoding: DecodingOptions | None = None,
     pool: PoolSpec | None = None,
     log: Callable[[str], None] = print,
     connect: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Transcribe ``inputs`` (files, folders, list files, manifests) into ``out_jsonl`` (one
     JSON line per file, input order); failures go to ``<out>.failed.jsonl``."""
+    decoding = decoding or DecodingOptions()
     import ray
 
     from gfssm.tasks.asr.manifests import iter_audio_inputs
@@ -120,18 +131,23 @@ def transcribe(
         {
             "model": _fingerprint(model_dir),
             "batch_files": batch_files,
+            "decoding": decoding.fingerprint(),
             "inputs": [u.audio_filepath for u in utts],
         },
     )
     todo = [
         {"key": k, "utterances": [_utt_json(u) for u in g]} for k, g in groups if not shards.done(k)
     ]
-    log(f"{len(utts)} files in {len(groups)} groups ({len(groups) - len(todo)} already done)")
+    log(
+        f"{len(utts)} files in {len(groups)} groups ({len(groups) - len(todo)} already done); "
+        f"{decoding.describe()}"
+    )
     connect()
     files = ray.put(pack_model(model_dir))
+    packed_decoding = ray.put(decoding.pack())
     start = time.perf_counter()
     with progress_bar(sum(len(t["utterances"]) for t in todo), "file", "transcribing") as bar:
-        for row in run_pool(todo, Transcriber, (files,), pool or PoolSpec()):
+        for row in run_pool(todo, Transcriber, (files, packed_decoding), pool or PoolSpec()):
             result = json.loads(row["result"])
             shards.write(result["key"], result["results"])
             bar.update(len(result["results"]))
@@ -166,8 +182,9 @@ class Evaluator:
     """Actor: loads the model once; evaluates one group of labelled utterances per call
     (through the task's :func:`evaluate_manifest` on a manifest of that group)."""
 
-    def __init__(self, model_files, threads) -> None:
+    def __init__(self, model_files, decoding, threads) -> None:
         self.loaded = unpack_model(model_files, threads)
+        self.decoder = build_decoder(_resolved(decoding), self.loaded.model.frame_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gfssm.tasks.asr.manifests import Utterance, write_manifest
@@ -186,6 +203,7 @@ class Evaluator:
                     manifest,
                     out_jsonl=rows_path,
                     batch_files=len(group["utterances"]),
+                    decoder=self.decoder,
                 )
                 rows = [json.loads(line) for line in rows_path.read_text("utf-8").splitlines()]
             out.append(json.dumps({"key": group["key"], "rows": rows}))
@@ -198,6 +216,7 @@ def evaluate(
     *,
     out_jsonl: Path | None = None,
     batch_files: int = 16,
+    decoding: DecodingOptions | None = None,
     pool: PoolSpec | None = None,
     log: Callable[[str], None] = print,
     connect: Callable[[], None] = lambda: None,
@@ -213,12 +232,14 @@ def evaluate(
     utts = read_dataset(data)
     groups = _groups(utts, batch_files)
     todo = [{"key": k, "utterances": [_utt_json(u) for u in g]} for k, g in groups]
-    log(f"{len(utts)} utterances in {len(groups)} groups")
+    decoding = decoding or DecodingOptions()
+    log(f"{len(utts)} utterances in {len(groups)} groups; {decoding.describe()}")
     connect()
     files = ray.put(pack_model(model_dir))
+    packed_decoding = ray.put(decoding.pack())
     by_key: dict[str, list[dict]] = {}
     with progress_bar(len(utts), "utt", "evaluating") as bar:
-        for row in run_pool(todo, Evaluator, (files,), pool or PoolSpec()):
+        for row in run_pool(todo, Evaluator, (files, packed_decoding), pool or PoolSpec()):
             result = json.loads(row["result"])
             by_key[result["key"]] = result["rows"]
             bar.update(len(result["rows"]))

@@ -10,18 +10,21 @@ from pathlib import Path
 
 import gfssm.tasks.asr  # noqa: F401  (ImportError here hides the commands: task not installed)
 from gfssm.pipelines.dna_commands import _connect, _pool, local_model
+from gfssm.pipelines.speech_decoding import DecodingOptions
 
 
 def transcribe_command(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     from gfssm.pipelines.speech import transcribe
 
     out = Path(args.out)
+    decoding = DecodingOptions.from_args(args)
     with local_model(args.model, args.tracking_uri) as model_dir:
         summary = transcribe(
             model_dir,
             args.inputs,
             out,
             batch_files=args.batch_files,
+            decoding=decoding,
             pool=_pool(args),
             log=log,
             connect=lambda: _connect(args, log),
@@ -39,12 +42,14 @@ def transcribe_command(args: argparse.Namespace, log: Callable[[str], None]) -> 
 def eval_asr_command(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     from gfssm.pipelines.speech import evaluate
 
+    decoding = DecodingOptions.from_args(args)
     with local_model(args.model, args.tracking_uri) as model_dir:
         summary = evaluate(
             model_dir,
             args.manifest,
             out_jsonl=Path(args.out) if args.out else None,
             batch_files=args.batch_files,
+            decoding=decoding,
             pool=_pool(args),
             log=log,
             connect=lambda: _connect(args, log),

@@ -82,9 +82,11 @@ def add_score_options(genome: argparse.ArgumentParser, variants: argparse.Argume
 
 def add_speech_options(transcribe: argparse.ArgumentParser, evaluate: argparse.ArgumentParser):
     from gfssm.pipelines.dna_commands import add_pool_options
+    from gfssm.pipelines.speech_decoding import add_decoding_options
 
     for p in (transcribe, evaluate):
         add_pool_options(p)
+        add_decoding_options(p)
 
 
 def add_data_commands(parser: argparse.ArgumentParser) -> None:

@@ -53,9 +53,17 @@ def test_wheel_holds_every_subpackage_and_no_raw_name(tmp_path):
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"gfssm"}
     assert "gfssm/py.typed" in names
-    assert any(n.startswith("gfssm/ray_configs/") and n.endswith(".yaml") for n in names) or not (
-        list((REPO / "ray_configs").rglob("*.yaml"))
-    )
+    shipped = {n for n in names if n.startswith("gfssm/ray_configs/") and n.endswith(".yaml")}
+    in_repo = {
+        "gfssm/ray_configs/" + p.relative_to(REPO / "ray_configs").as_posix()
+        for p in (REPO / "ray_configs").rglob("*.yaml")
+    }
+    assert in_repo and shipped == in_repo, in_repo ^ shipped
+    for data in (
+        "gfssm/tasks/dna/data/ecoli_536.fa.gz",
+        "gfssm/tasks/dna/data/ecoli_536.fa.gz.gzi",
+    ):
+        assert data in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gfssm = gfssm.pipelines.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

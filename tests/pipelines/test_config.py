@@ -119,7 +119,7 @@ def test_cli_dry_run_prints_the_resolved_experiment(capsys):
     ("argv", "message"),
     [
         (["train", "dna", "--config", "missing.yaml"], "missing.yaml: no such experiment file"),
-        (["train", "dna", "--config", "nonesuch"], "bundled: long, quickstart, small"),
+        (["train", "dna", "--config", "nonesuch"], "bundled: ecoli15, long, quickstart, small"),
         (["train", "dna", "--dry-run", "train.lr=fast"], "train.lr: Input should be a valid"),
         (["train", "nosuchtask"], "no task named 'nosuchtask'; installed tasks:"),
         (["tune", "dna", "--space", "nope"], "no bundled search space 'nope'"),

@@ -226,3 +226,68 @@ def test_asr_trains_on_ray_and_its_pyfunc_transcribes(local_ray, tracking_uri, a
     got = pyfunc.predict(pd.DataFrame({"path": [cards]}))
     assert list(got.columns) == ["text"]
     assert got["text"][0] == transcribe_file(load_model(result.best_checkpoint).model, cards).text
+
+
+@pytest.mark.slow
+def test_beam_search_with_a_character_lm_on_ray_equals_the_single_process_path(
+    local_ray, asr_model_dir, audio_dir, tmp_path, capsys
+):
+    from gfssm.pipelines.speech_decoding import DecodingError, DecodingOptions
+    from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
+    from gfssm.tasks.asr.lm import write_arpa
+    from gfssm.tasks.asr.text import CharVocabulary
+
+    torch.set_num_threads(1)
+    lm = write_arpa(
+        ["ten of clubs", "thank you", "five", "the house was quiet"],
+        tmp_path / "chars.arpa",
+        order=3,
+        units="chars",
+    )
+    decoding = DecodingOptions(beam_size=8, kenlm=str(lm), lm_weight=2.0)
+    out = tmp_path / "beam.jsonl"
+    logged: list[str] = []
+    transcribe(
+        asr_model_dir,
+        [str(audio_dir)],
+        out,
+        batch_files=2,
+        decoding=decoding,
+        pool=PoolSpec(actors=1, cpus=1),
+        log=logged.append,
+    )
+    assert "beam search (beam 8, LM chars.arpa, weight 2.0)" in logged[0]
+    model = load_model(asr_model_dir).model
+    decoder = BeamSearchDecoder(
+        CharVocabulary(),
+        BeamSearchConfig(beam_size=8, kenlm=str(lm), lm_weight=2.0),
+        model.frame_seconds,
+    )
+    single = tmp_path / "single.jsonl"
+    transcribe_single(model, audio_dir, single, batch_files=2, decoder=decoder, progress=False)
+    assert _lines(out) == _lines(single)
+    greedy = tmp_path / "greedy.jsonl"
+    transcribe_single(model, audio_dir, greedy, batch_files=2, progress=False)
+    assert [r["text"] for r in _lines(out)] != [r["text"] for r in _lines(greedy)]
+
+    # Shards written under one decoding are never reused under another.
+    with pytest.raises(ValueError, match="shards"):
+        transcribe(asr_model_dir, [str(audio_dir)], out, batch_files=2, log=lambda _: None)
+
+    with pytest.raises(DecodingError, match="need beam search"):
+        DecodingOptions(kenlm=str(lm))
+    code = main(
+        [
+            "transcribe",
+            "--model",
+            str(asr_model_dir),
+            str(audio_dir),
+            "--out",
+            str(tmp_path / "x.jsonl"),
+            "--beam",
+            "4",
+            "--kenlm",
+            str(tmp_path / "none.arpa"),
+        ]
+    )
+    assert code != 0 and "--kenlm" in capsys.readouterr().err

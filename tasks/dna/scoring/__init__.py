@@ -10,7 +10,7 @@ Three parts that a parallel runner (Ray Data) can drive one by one, and that
    into bgzip bedGraphs and a per-window Parquet summary.
 """
 
-from gfssm.tasks.dna.scoring.genome_scoring import score_genome
+from gfssm.tasks.dna.scoring.genome_scoring import check_same_run, model_fingerprint, score_genome
 from gfssm.tasks.dna.scoring.output import ScoreOutputs, merge_shards, output_paths
 from gfssm.tasks.dna.scoring.plan import WorkItem, plan_scoring
 from gfssm.tasks.dna.scoring.shards import ShardStore
@@ -22,7 +22,9 @@ __all__ = [
     "SegmentScores",
     "ShardStore",
     "WorkItem",
+    "check_same_run",
     "merge_shards",
+    "model_fingerprint",
     "output_paths",
     "plan_scoring",
     "score_genome",

@@ -42,7 +42,7 @@ def score_genome(
     options = options or ScoringOptions()
     plan = plan_scoring(genome, regions, segment_length=segment_length, warmup=warmup)
     store = ShardStore(f"{prefix}.shards")
-    _check_same_run(store.directory, plan, options, model_fingerprint(model))
+    check_same_run(store.directory, plan, options, model_fingerprint(model))
     todo = [item for item in plan if not store.is_done(item)]
     if len(todo) < len(plan):
         log.info("resuming: %d of %d items already scored", len(plan) - len(todo), len(plan))
@@ -69,7 +69,7 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _check_same_run(directory: Path, plan, options: ScoringOptions, model_id: str) -> None:
+def check_same_run(directory: Path, plan, options: ScoringOptions, model_id: str) -> None:
     """Shards of a run with another model, plan or options must not be mixed into this one."""
     manifest = directory / "run.json"
     current = {
