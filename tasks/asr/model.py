@@ -78,15 +78,10 @@ class CtcSpeechModel(nn.Module):
         frames, frame_lengths = self.frontend(
             audio, lengths, time_mask=time_mask, channel_mask=channel_mask
         )
-        hidden = self.encode_padded(frames, frame_lengths)
+        hidden = self.encoder(frames, lengths=frame_lengths)  # right-padding fast path
         log_probs = F.log_softmax(self.head(hidden).float(), dim=-1)
         valid = torch.arange(log_probs.shape[1], device=audio.device)[None] < frame_lengths[:, None]
         return log_probs * valid[..., None], frame_lengths
-
-    def encode_padded(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The encoder on a right-padded batch: frames (b, T, D), lengths (b,) -> (b, T, D),
-        zero past each length (the encoder's fast path for right padding)."""
-        return self.encoder(frames, lengths=lengths)
 
     def forward_window(self, audio: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """A window cut from longer audio: audio (b, n) with the ``context_samples`` before
