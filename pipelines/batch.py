@@ -59,13 +59,18 @@ def pack_model(model_dir: Path) -> dict[str, bytes]:
     return {name: (model_dir / name).read_bytes() for name in (WEIGHTS_FILE, META_FILE)}
 
 
+def resolve_arg(value):
+    """An actor constructor argument: object references arrive unresolved."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
 def unpack_model(files, threads: int) -> LoadedModel:
     """In an actor: write the shipped files to a temp dir and load them (GPU if any)."""
-    import ray
     import torch
 
-    if isinstance(files, ray.ObjectRef):  # constructor args arrive unresolved
-        files = ray.get(files)
+    files = resolve_arg(files)
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory(prefix="gfssm-model-") as tmp:  # read fully, then gone

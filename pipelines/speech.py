@@ -23,6 +23,7 @@ from gfssm.pipelines.batch import (
     PoolSpec,
     pack_model,
     progress_bar,
+    resolve_arg,
     run_pool,
     unpack_model,
 )
@@ -55,19 +56,13 @@ def transcribe_one(loaded: LoadedModel, path: str) -> dict[str, Any]:
     return transcribe_file(loaded.model, path).to_json()
 
 
-def _resolved(value):
-    import ray
-
-    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
-
-
 class Transcriber:
     """Actor: loads the model and builds its decoder once; transcribes one group of files
     per call."""
 
     def __init__(self, model_files, decoding, threads) -> None:
         self.loaded = unpack_model(model_files, threads)
-        self.decoder = build_decoder(_resolved(decoding), self.loaded.model.frame_seconds)
+        self.decoder = build_decoder(resolve_arg(decoding), self.loaded.model.frame_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gfssm.tasks.asr.manifests import Utterance
@@ -184,7 +179,7 @@ class Evaluator:
 
     def __init__(self, model_files, decoding, threads) -> None:
         self.loaded = unpack_model(model_files, threads)
-        self.decoder = build_decoder(_resolved(decoding), self.loaded.model.frame_seconds)
+        self.decoder = build_decoder(resolve_arg(decoding), self.loaded.model.frame_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gfssm.tasks.asr.manifests import Utterance, write_manifest

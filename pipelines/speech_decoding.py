@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +56,26 @@ class DecodingOptions:
             parts.append(f"LM {Path(self.kenlm).name}, weight {self.lm_weight}")
         return ", ".join(parts) + ")"
 
+    @cached_property
+    def _files(self) -> dict[str, tuple[str, bytes]]:
+        """(file name, content) of the lexicon and LM, read once: both can be large."""
+        return {
+            name: (Path(path).name, Path(path).read_bytes())
+            for name, path in (("lexicon", self.lexicon), ("kenlm", self.kenlm))
+            if path is not None
+        }
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides the output: settings plus the content of the files (not their paths),
         so resumed shards are only reused under the same decoding."""
         out: dict[str, Any] = asdict(self)
-        for name in ("lexicon", "kenlm"):
-            if out[name] is not None:
-                out[name] = hashlib.sha1(Path(out[name]).read_bytes()).hexdigest()
+        for name, (_, data) in self._files.items():
+            out[name] = hashlib.sha1(data).hexdigest()
         return out
 
     def pack(self) -> dict[str, Any]:
         """Settings and file contents, to ship to actors."""
-        packed: dict[str, Any] = asdict(self)
-        for name in ("lexicon", "kenlm"):
-            if packed[name] is not None:
-                packed[name] = (Path(packed[name]).name, Path(packed[name]).read_bytes())
-        return packed
+        return {**asdict(self), **self._files}
 
 
 def build_decoder(packed: dict[str, Any] | None, frame_seconds: float):
