@@ -13,18 +13,34 @@ from gfssm.tasks.base import (
     get_task,
     move_batch,
 )
+from gfssm.tasks.jobs import (
+    BatchJob,
+    PredictorSpec,
+    TaskCommand,
+    TaskInputError,
+    WorkItem,
+    existing_file,
+    resolve_path,
+)
 from gfssm.tasks.pretrained import LoadedModel, load_model, save_model
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Batch",
+    "BatchJob",
     "LoadedModel",
+    "PredictorSpec",
     "StepOutput",
     "Task",
+    "TaskCommand",
+    "TaskInputError",
     "TaskSettings",
+    "WorkItem",
     "available_tasks",
+    "existing_file",
     "get_task",
     "load_model",
     "move_batch",
+    "resolve_path",
     "save_model",
 ]

@@ -1,9 +1,11 @@
 """What a task plugin provides, and how plugins are found (the ``gfssm.tasks`` entry point).
 
 A task turns its own data into batches, builds its model from a :class:`GFSSMConfig`, and
-computes a loss and evaluation metrics. Pipelines (Ray Train/Tune, MLflow) drive any task
-through this interface only; task-specific work (genome scoring, transcription) is exposed
-by each task's own modules.
+computes a loss and evaluation metrics. It also owns everything else about its data: it
+resolves and checks the user's paths (:meth:`Task.prepare`), offers batch jobs and data
+commands (:meth:`Task.commands`, see :mod:`gfssm.tasks.jobs`) and its MLflow predictor
+(:meth:`Task.predictor`). Pipelines (Ray Train/Tune/Data, MLflow, the command line) drive any
+task through this interface only.
 
 Third parties register a task in their ``pyproject.toml``::
 
@@ -17,6 +19,7 @@ import abc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from gfssm.config import GFSSMConfig
+from gfssm.tasks.jobs import PredictorSpec, TaskCommand
 
 ENTRY_POINT_GROUP = "gfssm.tasks"
 Batch = dict[str, torch.Tensor]
@@ -56,6 +60,27 @@ class Task(abc.ABC):
     def settings(self, values: Mapping[str, Any] | None = None) -> TaskSettings:
         """Validate the ``task:`` section into this task's settings."""
         return self.settings_type(**dict(values or {}))
+
+    def prepare(self, settings, base_dir: Path):
+        """The settings with every path made absolute against ``base_dir`` (the folder the
+        user ran the command in; ``~`` expanded, URIs kept) and every input checked, so that
+        a missing or malformed file is reported in the driver, in seconds, before any Ray
+        worker starts. Raises :class:`~gfssm.tasks.TaskInputError`. Runs in the driver only;
+        workers get the returned settings. The default has no paths to resolve."""
+        return settings
+
+    def commands(self) -> list[TaskCommand]:
+        """The ``gfssm`` commands this task adds (batch jobs and data steps)."""
+        return []
+
+    def predictor(self) -> PredictorSpec | None:
+        """What the MLflow pyfunc of this task's models takes and returns (None: the model
+        is logged without a predict function of its own)."""
+        return None
+
+    def usage_hint(self, run_id: str) -> str | None:
+        """A command line that uses a finished run's model, printed after training."""
+        return None
 
     def model_config(self, preset: str, overrides: Mapping[str, Any], settings) -> GFSSMConfig:
         """The model config for ``preset`` with the task's needs (e.g. its vocabulary size)
