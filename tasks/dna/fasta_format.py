@@ -4,8 +4,9 @@ Random access needs a plain or bgzip-compressed FASTA with a ``.fai`` index (plu
 for bgzip); both are made when missing. Before an index is built the file is scanned once,
 in constant memory, so that a malformed file fails with a message naming its line instead
 of an index that silently drops records (htslib skips empty and duplicate records).
-Plain gzip, xz, bzip2 and zstd files have no random access: they get a message saying how
-to convert them, or are converted into a cache on request (:func:`convert_to_bgzip`).
+Plain gzip, xz, bzip2 and zstd files have no random access: they are converted once into a
+bgzip copy in a cache, with a one-line notice (:func:`convert_to_bgzip`), and the copy is
+reused while the original keeps its size and modification time.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import logging
 import lzma
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,17 +27,25 @@ from typing import BinaryIO
 import pysam
 
 from gfssm.tasks.dna.tokens import ALLOWED_BYTES
+from gfssm.tasks.jobs import TaskInputError
+
+log = logging.getLogger("gfssm.tasks.dna")
 
 PLAIN, BGZIP, GZIP, XZ, BZIP2, ZSTD, ZIP = "plain", "bgzip", "gzip", "xz", "bzip2", "zstd", "zip"
-CONVERTIBLE = (GZIP, XZ, BZIP2)
+CONVERTIBLE = (GZIP, XZ, BZIP2, ZSTD)
 
 
-class FastaFormatError(ValueError):
+class FastaFormatError(TaskInputError):
     """A FASTA file is malformed; the message names the file and line."""
 
 
-class UnsupportedCompressionError(ValueError):
-    """A FASTA file is compressed in a way that allows no random access."""
+class UnsupportedCompressionError(TaskInputError):
+    """A file is compressed in a way that GFSSM cannot read or convert."""
+
+
+def notice(text: str) -> None:
+    """A one-line notice for the user (conversions into the cache and the like)."""
+    log.warning("%s", text)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ def conversion_advice(path: Path, compression: str) -> str:
         f"bgzip. Convert it once with `{decompress} | bgzip > {path.stem}.fa.gz` (bgzip is in "
         f"the htslib/tabix package)"
         + (
-            ", or let GFSSM convert it into its cache (convert_compressed=True)"
+            ", or let GFSSM convert it into its cache (task.convert_compressed=true, the default)"
             if compression in CONVERTIBLE
             else ""
         )
@@ -95,7 +106,67 @@ def open_text(path: Path, compression: str) -> BinaryIO:
         return lzma.open(path, "rb")  # type: ignore[return-value]
     if compression == BZIP2:
         return bz2.open(path, "rb")  # type: ignore[return-value]
-    raise UnsupportedCompressionError(conversion_advice(path, compression))
+    if compression == ZSTD:
+        return _open_zstd(path)
+    raise UnsupportedCompressionError(
+        f"{path}: {compression}-compressed; expected plain text, gzip, bgzip, bzip2, xz or "
+        f"zstd. Unpack it first (e.g. `unzip -p {path} > {path.stem}`)"
+    )
+
+
+def _open_zstd(path: Path) -> BinaryIO:
+    """zstd through the ``zstandard`` package, else through the ``zstd`` program."""
+    try:
+        import zstandard
+    except ImportError:
+        zstandard = None
+    if zstandard is not None:
+        return zstandard.open(path, "rb")  # type: ignore[return-value]
+    program = shutil.which("zstd")
+    if program is None:
+        raise UnsupportedCompressionError(
+            f"{path}: zstd-compressed, and neither the zstandard Python package nor the zstd "
+            f"program is installed; `pip install zstandard`, or unpack it with "
+            f"`zstd -d {path}`"
+        )
+    return _ProcessStream([program, "-dc", "--", str(path)], path)
+
+
+class _ProcessStream:
+    """The stdout of a decompressing program as a binary stream (a context manager); its
+    exit status is checked on close."""
+
+    def __init__(self, command: list[str], path: Path) -> None:
+        self.path = path
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        assert self._process.stdout is not None
+        self._stdout = self._process.stdout
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stdout.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._stdout.readline(size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stdout)
+
+    def close(self) -> None:
+        self._stdout.close()
+        assert self._process.stderr is not None
+        error = self._process.stderr.read().decode("utf-8", "replace").strip()
+        self._process.stderr.close()
+        code = self._process.wait()
+        if code not in (0, -13):  # -13: SIGPIPE when the reader stopped early
+            raise UnsupportedCompressionError(f"{self.path}: cannot be decompressed ({error})")
+
+    def __enter__(self) -> _ProcessStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def scan_fasta(path: Path, compression: str | None = None) -> Iterator[FastaRecord]:
@@ -220,22 +291,60 @@ def ensure_index(path: Path, compression: str, cache_dir: Path) -> tuple[Path, P
     return fai, gzi
 
 
-def convert_to_bgzip(path: Path, cache_dir: Path, compression: str | None = None) -> Path:
-    """A bgzip copy of the gzip/xz/bzip2 FASTA ``path`` in ``cache_dir`` (made once, reused
-    while ``path`` keeps its size and modification time)."""
+def convert_to_bgzip(
+    path: Path,
+    cache_dir: Path,
+    compression: str | None = None,
+    *,
+    kind: str = "FASTA",
+    suffix: str = ".fa.gz",
+    say: Callable[[str], None] | None = notice,
+) -> Path:
+    """A bgzip copy of the gzip/xz/bzip2/zstd file ``path`` in ``cache_dir`` (made once,
+    with a one-line notice through ``say``; reused while ``path`` keeps its size and
+    modification time)."""
     compression = compression or detect_compression(path)
     if compression not in CONVERTIBLE:
         raise UnsupportedCompressionError(conversion_advice(path, compression))
     stem = path.name
-    for suffix in (".gz", ".xz", ".bz2"):
-        stem = stem.removesuffix(suffix)
-    target = cache_dir / f"{stem}.{file_key(path)}.fa.gz"
+    for ending in (".gz", ".xz", ".bz2", ".zst", ".zstd", ".bgz"):
+        stem = stem.removesuffix(ending)
+    for ending in (".fa", ".fasta", ".fna", ".vcf"):
+        stem = stem.removesuffix(ending)
+    target = cache_dir / f"{stem}.{file_key(path)}{suffix}"
     if target.exists():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if say is not None:
+        say(
+            f"{path}: {compression}-compressed {kind} (no random access); converting it once "
+            f"into {target} (bgzip), reused while the file is unchanged"
+        )
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TaskInputError(
+            f"{path}: needs a bgzip copy, but the cache folder {cache_dir} cannot be made "
+            f"({err.strerror}); set GFSSM_CACHE or task.cache_dir to a writable folder"
+        ) from None
     partial = target.with_name(target.name + ".partial")
-    with open_text(path, compression) as src, pysam.BGZFile(str(partial), "wb", index=None) as dst:
-        shutil.copyfileobj(src, dst, length=1 << 20)
+    try:
+        with (
+            open_text(path, compression) as src,
+            pysam.BGZFile(str(partial), "wb", index=None) as dst,
+        ):
+            while block := src.read(1 << 20):
+                dst.write(block)
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        partial.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
+        raise UnsupportedCompressionError(
+            f"{path}: the {compression} data is damaged or truncated ({err}); expected a "
+            f"complete {compression} file"
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, target)
     return target
 

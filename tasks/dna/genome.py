@@ -30,13 +30,18 @@ from gfssm.tasks.dna.fasta_format import (
 )
 from gfssm.tasks.dna.genbank import genbank_to_fasta, is_genbank
 from gfssm.tasks.dna.tokens import N, encode
+from gfssm.tasks.jobs import TaskInputError
 
 
-class ContigNameError(KeyError):
+class ContigNameError(KeyError, TaskInputError):
     """A contig name is not in the genome; the message suggests the likely match."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
+
+
+class MissingFileError(TaskInputError, FileNotFoundError):
+    """An input file does not exist; the message names it."""
 
 
 def default_cache_dir() -> Path:
@@ -80,8 +85,8 @@ class Genome:
     """A FASTA (plain or bgzip) or GenBank file with random access.
 
     ``aliases`` maps names used elsewhere (VCF, BED) to the genome's own contig names.
-    Unsupported compression is an error with advice, or with ``convert_compressed`` is
-    converted into ``cache_dir`` once.
+    A gzip, xz, bzip2 or zstd file (no random access) is converted into ``cache_dir`` once,
+    with a one-line notice; with ``convert_compressed=False`` it is an error with advice.
     """
 
     def __init__(
@@ -89,14 +94,16 @@ class Genome:
         path: str | os.PathLike,
         *,
         cache_dir: str | os.PathLike | None = None,
-        convert_compressed: bool = False,
+        convert_compressed: bool = True,
         aliases: Mapping[str, str] | None = None,
     ) -> None:
         requested = Path(path).expanduser()
+        if requested.is_dir():
+            raise MissingFileError(f"{requested}: is a folder; expected a FASTA/GenBank file")
         if not requested.is_file():
-            raise FileNotFoundError(f"{requested}: no such FASTA/GenBank file")
+            raise MissingFileError(f"{requested}: no such FASTA/GenBank file")
         self.source = requested
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.features_bed: Path | None = None
         fasta = requested
         if is_genbank(requested):

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gfssm.tasks.dna.genome import ContigNameError, Genome
+from gfssm.tasks.dna.genome import ContigNameError, Genome, MissingFileError
+from gfssm.tasks.jobs import TaskInputError
 
 
-class BedFormatError(ValueError):
+class BedFormatError(TaskInputError):
     """A BED file is malformed; the message names the file and line."""
 
 
@@ -40,7 +41,7 @@ def read_bed(path: str | Path, genome: Genome) -> list[Interval]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such BED file")
+        raise MissingFileError(f"{path}: no such BED file")
     opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
     out: list[Interval] = []
     with opener(path, "rt") as handle:

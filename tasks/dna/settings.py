@@ -30,7 +30,8 @@ class DnaSettings(TaskSettings):
 
     fasta: str | None = Field(
         None,
-        description="FASTA (plain or bgzip) or GenBank file; None = bundled E. coli 536",
+        description="FASTA (plain, bgzip, gzip, bzip2, xz or zstd) or GenBank file; None = "
+        "bundled E. coli 536",
     )
     include_bed: str | None = Field(None, description="BED of regions to use (default all)")
     exclude_bed: str | None = Field(None, description="BED of regions never used")
@@ -39,7 +40,9 @@ class DnaSettings(TaskSettings):
     )
     cache_dir: str | None = Field(None, description="for indexes/conversions; default ~/.cache")
     convert_compressed: bool = Field(
-        False, description="convert a gzip/xz/bzip2 FASTA into bgzip in cache_dir"
+        True,
+        description="convert a gzip/xz/bzip2/zstd FASTA into bgzip in cache_dir once (with a "
+        "notice); false: refuse it with advice",
     )
     window_length: int = Field(1024, ge=16, le=MAX_WINDOW, description="bases per window")
     eval_window_length: int | None = Field(

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gfssm.tasks.dna.genome import ContigNameError, Genome
+from gfssm.tasks.jobs import TaskInputError
 
 SNP_TYPES = ("single", "deletion", "insertion")
 _NUCLEOTIDES = set("ACGT")
 
 
-class SnpFormatError(ValueError):
+class SnpFormatError(TaskInputError):
     """A ``.snp`` line is malformed; the message names file and line."""
 
 

@@ -1,12 +1,16 @@
 """The ``dna`` task plugin: next-base prediction on long genome windows.
 
-Pipelines drive it through :class:`gfssm.tasks.Task` only. Genome-wide and variant scoring
-live in :mod:`gfssm.tasks.dna.scoring` and :mod:`gfssm.tasks.dna.variants`.
+Pipelines drive it through :class:`gfssm.tasks.Task` only: :meth:`DnaTask.prepare` resolves
+and checks the user's files, :meth:`DnaTask.commands` offers ``gfssm score genome|variants``
+and ``gfssm data index|genbank|bgzip|snp2vcf`` (:mod:`gfssm.tasks.dna.commands`), and
+:meth:`DnaTask.predictor` is the MLflow pyfunc. Genome-wide and variant scoring live in
+:mod:`gfssm.tasks.dna.scoring` and :mod:`gfssm.tasks.dna.variants`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +23,15 @@ from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.task_data import DnaData
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
 from gfssm.tasks.dna.windows import make_batch
+from gfssm.tasks.jobs import PredictorSpec, TaskCommand, existing_file, resolve_path
+
+# settings that name input files, and how messages call them
+INPUT_FILES = {
+    "fasta": "task.fasta",
+    "include_bed": "task.include_bed",
+    "exclude_bed": "task.exclude_bed",
+    "val_bed": "task.val_bed",
+}
 
 
 class DnaTask(Task):
@@ -41,6 +54,45 @@ class DnaTask(Task):
         if key not in self._data:
             self._data[key] = DnaData(settings)
         return self._data[key]
+
+    def prepare(self, settings: DnaSettings, base_dir: Path) -> DnaSettings:
+        """Paths made absolute against ``base_dir``; then the genome is opened (indexed, or
+        converted into the cache once when compressed without random access), the BED files
+        read, the split made and the training windows checked, so that a missing or
+        malformed file, an unknown contig or a window longer than every region is reported
+        here, in the driver, naming the file and line."""
+        updates: dict[str, Any] = {}
+        for key, what in INPUT_FILES.items():
+            value = getattr(settings, key)
+            if value:
+                updates[key] = str(existing_file(value, base_dir, what))
+        if settings.cache_dir:
+            updates["cache_dir"] = resolve_path(settings.cache_dir, base_dir)
+        prepared = settings.model_copy(update=updates)
+        data = self.data(prepared)
+        data.split  # noqa: B018 - reads the BED files, resolves val_contigs
+        data.training  # noqa: B018 - windows fit into the training regions
+        if prepared.val_contigs or prepared.val_bed or prepared.val_fraction > 0:
+            data.validation  # noqa: B018
+        return prepared
+
+    def commands(self) -> list[TaskCommand]:
+        from gfssm.tasks.dna.commands import dna_commands
+
+        return dna_commands()
+
+    def predictor(self) -> PredictorSpec:
+        from gfssm.tasks.dna.predictor import PREDICTOR
+
+        return PREDICTOR
+
+    def usage_hint(self, run_id: str) -> str:
+        from gfssm.tasks.dna.settings import bundled_genome
+
+        return (
+            f"gfssm score genome --model {run_id} --fasta {bundled_genome()} --out scores/ "
+            f"--segment 1000000 --warmup 2000 --actors 2"
+        )
 
     def model_defaults(self, settings) -> dict[str, Any]:
         return {"vocab_size": VOCAB_SIZE}

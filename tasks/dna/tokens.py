@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gfssm.tasks.jobs import TaskInputError
+
 BASES = "ACGT"
 A, C, G, T, N = 0, 1, 2, 3, 4
 PAD, BOS, EOS = 5, 6, 7
@@ -21,7 +23,7 @@ IUPAC_AMBIGUOUS = "RYSWKMBDHVN"
 ALLOWED_BYTES = (BASES + BASES.lower() + IUPAC_AMBIGUOUS + IUPAC_AMBIGUOUS.lower()).encode()
 
 
-class InvalidBaseError(ValueError):
+class InvalidBaseError(TaskInputError):
     """A sequence holds a character that is not a nucleotide or IUPAC code."""
 
 

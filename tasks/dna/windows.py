@@ -19,11 +19,12 @@ import torch
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.regions import Interval
 from gfssm.tasks.dna.tokens import N_BASES, N, reverse_complement
+from gfssm.tasks.jobs import TaskInputError
 
 IGNORE_INDEX = -100
 
 
-class WindowError(ValueError):
+class WindowError(TaskInputError):
     """No window can be drawn (regions too short, or all N)."""
 
 

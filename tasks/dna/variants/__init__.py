@@ -37,6 +37,7 @@ __all__ = [
     "VariantScore",
     "VariantWriter",
     "VcfFormatError",
+    "contig_lengths",
     "read_variants",
     "score_variant_batch",
     "score_vcf",
@@ -57,8 +58,7 @@ def score_vcf(
     """Score every record of ``vcf`` and write ``<prefix>.vcf.gz`` and
     ``<prefix>.variants.parquet``. Contig names are resolved through ``genome.aliases``."""
     records = read_variants(vcf, genome, flank=flank)
-    lengths = dict(genome.lengths) | {a: genome.lengths[c] for a, c in genome.aliases.items()}
-    writer = VariantWriter(vcf, prefix, lengths)
+    writer = VariantWriter(vcf, prefix, contig_lengths(genome), cache_dir=genome.cache_dir)
     try:
         with tqdm(unit="variant", disable=not progress, desc="variants") as bar:
             while batch := list(islice(records, batch_size)):
@@ -72,9 +72,14 @@ def score_vcf(
     outputs = writer.close()
     if outputs.counts.get(REF_MISMATCH):
         log.warning(
-            "%s: %d record(s) skipped for REF mismatch (see the 'detail' column of %s)",
+            "%s: %d ALT allele(s) skipped for REF mismatch (see the 'detail' column of %s)",
             vcf,
             outputs.counts[REF_MISMATCH],
             outputs.table,
         )
     return outputs
+
+
+def contig_lengths(genome: Genome) -> dict[str, int]:
+    """Lengths by every name a VCF may use: the FASTA's names and the aliases."""
+    return dict(genome.lengths) | {a: genome.lengths[c] for a, c in genome.aliases.items()}

@@ -23,8 +23,9 @@ LOG2E = 1.0 / float(np.log(2.0))
 
 @dataclass
 class VariantScore:
-    """Per ALT allele of record ``number``: the score averaged over both strands, and each
-    strand's (bits). Empty lists for a skipped record."""
+    """Per scored ALT allele of record ``number`` (in the order of ``record.alleles``): the
+    score averaged over both strands, and each strand's (bits). Empty lists for a skipped
+    record."""
 
     number: int
     llr: list[float]

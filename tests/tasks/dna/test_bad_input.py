@@ -4,8 +4,10 @@ test_variants.py.)"""
 
 import bz2
 import gzip
+import logging
 import lzma
 import shutil
+import subprocess
 
 import pysam
 import pytest
@@ -62,31 +64,51 @@ def test_windows_line_endings_are_accepted(tmp_path, lambda_text):
     assert genome.fetch("b", 0, 4) == "ACGT"
 
 
+def zstd_compress(data: bytes) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        if shutil.which("zstd") is None:
+            pytest.skip("neither zstandard nor the zstd program is installed")
+        return subprocess.run(["zstd", "-c"], input=data, capture_output=True, check=True).stdout
+    return zstandard.ZstdCompressor().compress(data)
+
+
 @pytest.mark.parametrize(
     "compress, kind",
-    [(gzip.compress, "gzip"), (lzma.compress, "xz"), (bz2.compress, "bzip2")],
+    [(gzip.compress, "gzip"), (lzma.compress, "xz"), (bz2.compress, "bzip2"), (None, "zstd")],
 )
-def test_unsupported_compression_explains_and_converts(
-    tmp_path, lambda_fasta, lambda_name, compress, kind
+def test_compressed_fasta_is_converted_once_with_a_notice(
+    tmp_path, lambda_fasta, lambda_name, compress, kind, caplog
 ):
     packed = tmp_path / f"lambda.fa.{kind}"
-    packed.write_bytes(compress(lambda_fasta.read_bytes()))
-    with pytest.raises(UnsupportedCompressionError) as err:
-        Genome(packed)
-    message = str(err.value)
-    assert str(packed) in message and f"{kind}-compressed" in message and "bgzip" in message
-    assert "convert_compressed=True" in message
-    genome = Genome(packed, convert_compressed=True, cache_dir=tmp_path / "cache")
+    packed.write_bytes((compress or zstd_compress)(lambda_fasta.read_bytes()))
+    with caplog.at_level(logging.WARNING, logger="gfssm.tasks.dna"):
+        genome = Genome(packed, cache_dir=tmp_path / "cache")
     assert genome.path.parent == tmp_path / "cache" and genome.compression == "bgzip"
     assert genome.fetch(lambda_name, 0, 30) == Genome(lambda_fasta).fetch(lambda_name, 0, 30)
+    (notice,) = [r.getMessage() for r in caplog.records]
+    assert str(packed) in notice and f"{kind}-compressed" in notice and "once" in notice
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gfssm.tasks.dna"):
+        again = Genome(packed, cache_dir=tmp_path / "cache")
+    assert again.path == genome.path and not caplog.records  # reused, no second notice
+    with pytest.raises(UnsupportedCompressionError) as err:
+        Genome(packed, convert_compressed=False, cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert str(packed) in message and f"{kind}-compressed" in message and "bgzip" in message
 
 
-def test_zstd_and_zip_get_advice_only(tmp_path):
-    for magic, kind in ((b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip")):
-        path = tmp_path / f"x.{kind}"
-        path.write_bytes(magic + b"\x00" * 40)
-        with pytest.raises(UnsupportedCompressionError, match=f"{kind}-compressed"):
-            Genome(path, convert_compressed=True)
+def test_zip_and_damaged_files_name_the_file(tmp_path, lambda_fasta):
+    path = tmp_path / "x.zip"
+    path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(UnsupportedCompressionError, match=f"{path}: zip-compressed"):
+        Genome(path, cache_dir=tmp_path / "cache")
+    truncated = tmp_path / "t.fa.gz"
+    truncated.write_bytes(gzip.compress(lambda_fasta.read_bytes())[:5000])
+    with pytest.raises(UnsupportedCompressionError, match=f"{truncated}: the gzip data is"):
+        Genome(truncated, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.partial"))
 
 
 def test_window_longer_than_every_contig(lambda_fasta):

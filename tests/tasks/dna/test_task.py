@@ -10,7 +10,6 @@ import torch
 from gfssm import GFSSMForCausalLM
 from gfssm.tasks import available_tasks, get_task, load_model, save_model
 from gfssm.tasks.dna import DnaSettings, DnaTask
-from gfssm.tasks.dna.quickstart import QUICKSTART, Quickstart, run
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
 
 
@@ -102,21 +101,3 @@ def test_softmask_weight_zero_drops_lowercase_from_the_loss(tmp_path, lambda_tex
     logits = model(batch["input_ids"])[0, 399:, :4]
     expected = torch.nn.functional.cross_entropy(logits, batch["labels"][0, 399:])
     torch.testing.assert_close(loss, expected)
-
-
-def test_quickstart_loop_trains_evaluates_and_saves(lambda_fasta, tmp_path):
-    quick = Quickstart(
-        settings={"fasta": str(lambda_fasta), "window_length": 128, "markov_order": 4},
-        model={"d_model": 32, "n_layer": 1, "headdim": 16, "d_state": 16},
-        batch_size=2,
-        warmup_steps=2,
-    )
-    lines = []
-    metrics = run(quick, max_steps=3, out_dir=tmp_path / "m", threads=1, log=lines.append)
-    assert metrics["steps"] == 3 and metrics["train_bases"] == 3 * 2 * 127
-    assert "Markov" in lines[-2] and (tmp_path / "m" / "gfssm.json").exists()
-    # the shipped choice is a valid experiment for the bundled genome
-    task = get_task("dna")
-    settings = task.settings(QUICKSTART.settings)
-    assert settings.fasta is None and settings.window_length <= 4096
-    assert task.model_config(QUICKSTART.preset, QUICKSTART.model, settings).vocab_size == 8

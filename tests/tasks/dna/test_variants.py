@@ -97,7 +97,9 @@ def test_score_vcf_writes_annotated_vcf_and_table(
             progress=False,
         )
     assert "line 7" in caplog.text and "REF mismatch" in caplog.text
-    assert out.counts == {"scored": 3, "REF_MISMATCH": 1, "UNSUPPORTED_ALLELE": 1}
+    # one count per table row, i.e. per ALT allele (the SNV has three)
+    assert out.counts == {"scored": 5, "REF_MISMATCH": 1, "UNSUPPORTED_ALLELE": 1}
+    assert out.index == out.vcf.with_name(out.vcf.name + ".tbi") and out.index.exists()
     annotated = list(pysam.VariantFile(str(out.vcf)))
     assert [r.id for r in annotated] == ["snv", "del", "ins", "bad_ref", "sym"]
     assert len(annotated[0].info["GFSSM_LLR"]) == 3
@@ -120,7 +122,7 @@ def test_contig_name_mismatch_is_detected_and_aliased(
     assert str(vcf) in message and lambda_name in message and "contig_aliases" in message
     aliased = Genome(lambda_fasta, aliases={"NC_001416": lambda_name})
     out = score_vcf(model, aliased, vcf, tmp_path / "aliased", flank=FLANK, progress=False)
-    assert out.counts == {"scored": 1}
+    assert out.counts == {"scored": 3}  # one SNV record, three ALTs
     # without ##contig lines the first record names the problem
     bare = write_vcf_text(
         tmp_path / "bare.vcf", "NC_001416", lambda_rows(lambda_text)[:1], contig_header=False
