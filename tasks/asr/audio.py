@@ -10,6 +10,7 @@ equal resampling the whole file.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio.functional as AF
+
+from gfssm.tasks.jobs import TaskInputError
 
 TARGET_RATE = 16_000
 MIN_RATE, MAX_RATE = 1_000, 384_000
@@ -29,7 +32,7 @@ EXPECTED = "a wav, flac, ogg or mp3 file, or headerless PCM (.raw/.pcm) with a s
 RESAMPLE_MARGIN_SECONDS = 0.01
 
 
-class AudioError(ValueError):
+class AudioError(TaskInputError):
     """An audio file cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
@@ -99,12 +102,85 @@ def open_audio(path: str | Path, *, raw_sample_rate: int | None = None) -> sound
         ) from err
     try:
         check_rate(path, handle.samplerate)
+        if suffix not in RAW_SUFFIXES:
+            check_wav_layout(path)
         if handle.frames == 0:
             raise AudioError(path, "no audio samples (the header announces 0 frames)")
     except AudioError:
         handle.close()
         raise
     return handle
+
+
+def _printable_chunk_id(chunk_id: bytes) -> bool:
+    return len(chunk_id) == 4 and all(32 <= c < 127 for c in chunk_id)
+
+
+def check_wav_layout(path: str | Path) -> None:
+    """Compare what a RIFF/WAVE header promises with what the file holds (libsndfile
+    silently reads only what is there). Raises :class:`AudioError` when the data chunk is
+    longer than the file (truncated), announces no audio although audio follows, is not a
+    whole number of frames, or is followed by more audio-sized data that is no chunk.
+    Files that are not RIFF/WAVE are left to libsndfile."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos, byte_rate, block_align = 12, 0, 0
+        while pos + 8 <= size:
+            handle.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"fmt ":
+                fmt = handle.read(min(chunk_size, 16))
+                if len(fmt) >= 14:
+                    byte_rate, block_align = struct.unpack_from("<IH", fmt, 8)
+            elif chunk_id == b"data":
+                _check_data_chunk(path, size, pos + 8, chunk_size, byte_rate, block_align, handle)
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
+def _seconds(nbytes: int, byte_rate: int) -> str:
+    return f"{nbytes / byte_rate:.2f} s" if byte_rate else f"{nbytes} bytes"
+
+
+def _check_data_chunk(path, size, start, length, byte_rate, block_align, handle) -> None:
+    held = size - start
+    if length == 0xFFFFFFFF:  # a streaming writer's "unknown length": libsndfile reads all
+        return
+    if length == 0 and held >= max(block_align, 1) * 16:
+        raise AudioError(
+            path,
+            f"header and data disagree: the header announces no audio but {_seconds(held, byte_rate)} "
+            f"of data follow (a length the writer never filled in?); re-encode the file",
+        )
+    if length > held:
+        raise AudioError(
+            path,
+            f"truncated: the header promises {_seconds(length, byte_rate)} of audio, the file "
+            f"holds {_seconds(held, byte_rate)} ({held} of {length} data bytes); the file was cut "
+            f"off (an interrupted copy or download?)",
+        )
+    if block_align and length % block_align:
+        raise AudioError(
+            path,
+            f"header and data disagree: the data chunk has {length} bytes, not a whole number of "
+            f"{block_align}-byte frames",
+        )
+    rest = start + length + (length & 1)
+    extra = size - rest
+    if extra >= max(1024, byte_rate // 10):
+        handle.seek(rest)
+        chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+        if not _printable_chunk_id(chunk_id) or chunk_size > extra - 8:
+            raise AudioError(
+                path,
+                f"header and data disagree: the header says {_seconds(length, byte_rate)} of "
+                f"audio but {_seconds(size - start, byte_rate)} of data follow it; re-encode "
+                f"the file",
+            )
 
 
 def check_rate(path: str | Path, rate: int) -> None:
@@ -131,6 +207,13 @@ def read_frames(
     """Native-rate mono float32 frames ``[start, start + count)``; NaN/inf are errors."""
     handle.seek(start)
     block = handle.read(count, dtype="float32", always_2d=True)
+    if block.shape[0] < count:
+        rate = handle.samplerate
+        raise AudioError(
+            path,
+            f"truncated: the header promises {handle.frames / rate:.2f} s of audio, only "
+            f"{(start + block.shape[0]) / rate:.2f} s could be read",
+        )
     mono = to_mono(block)
     if not np.isfinite(mono).all():
         where = start + int(np.flatnonzero(~np.isfinite(mono))[0])

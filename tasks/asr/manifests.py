@@ -21,12 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gfssm.tasks.asr.audio import KNOWN_SUFFIXES, RAW_SUFFIXES, audio_info
+from gfssm.tasks.jobs import TaskInputError
 
 REQUIRED_FIELDS = ("audio_filepath", "duration", "text")
 AUDIO_SUFFIXES = KNOWN_SUFFIXES | RAW_SUFFIXES
 
 
-class ManifestError(ValueError):
+class ManifestError(TaskInputError):
     """A data description is malformed; the message names the file and line."""
 
 
@@ -100,7 +101,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                out.append(parse_manifest_line(line, f"{path}:{number}", path.parent))
+                out.append(parse_manifest_line(line, f"{path}:{number}", path.absolute().parent))
     if not out:
         raise ManifestError(f"{path}: manifest has no utterances")
     return out

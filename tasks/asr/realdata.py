@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from gfssm.tasks.asr.audio import AudioError, audio_info
 from gfssm.tasks.asr.manifests import Utterance, write_manifest
+from gfssm.tasks.jobs import TaskInputError
 
 POCKETSPHINX = ("pocketsphinx", "5.1.1")
 ASTERISK_PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-en")
@@ -36,27 +38,40 @@ FORTUNE_DIR = "usr/share/games/fortunes"
 # The pocketsphinx examples give this transcript for test/data/goforward.raw.
 GOFORWARD_TEXT = "go forward ten meters"
 _BRACKETED = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+SETS = ("pocketsphinx", "asterisk", "fortunes")
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
+class FetchError(TaskInputError):
+    """A download or unpacking step failed; one line saying which, why, and what to do."""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _run(cmd: list[str], cwd: Path, what: str, hint: str = "") -> None:
     try:
         subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
-    except FileNotFoundError as err:
-        raise RuntimeError(f"{what}: {cmd[0]} is not available ({err})") from err
+    except FileNotFoundError:
+        raise FetchError(f"{what}: {cmd[0]} is not installed{hint}") from None
     except subprocess.CalledProcessError as err:
-        raise RuntimeError(f"{what} failed: {' '.join(cmd)}\n{err.stderr.strip()}") from err
+        reason = _last_line(err.stderr or err.stdout)
+        raise FetchError(f"{what} failed ({cmd[0]}: {reason}){hint}") from None
 
 
 def fetch_debian_packages(names: Sequence[str], dest: str | Path) -> Path:
     """``apt-get download`` each package and unpack it under ``dest`` (no install)."""
-    dest = Path(dest)
+    # dpkg and apt-get run in a temporary folder: a relative ``dest`` must not follow them.
+    dest = Path(dest).expanduser().resolve()
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             _run(
                 ["apt-get", "download", name],
                 Path(tmp),
-                f"downloading Debian package {name} (run 'apt-get update' first if it is unknown)",
+                f"downloading Debian package {name}",
+                "; if the package is unknown, run 'apt-get update' first",
             )
         for deb in sorted(Path(tmp).glob("*.deb")):
             _run(["dpkg", "-x", str(deb), str(dest)], Path(tmp), f"unpacking {deb.name}")
@@ -65,7 +80,7 @@ def fetch_debian_packages(names: Sequence[str], dest: str | Path) -> Path:
 
 def fetch_pypi_sdist(name: str, version: str, dest: str | Path) -> Path:
     """Download and unpack the source distribution ``name==version``; its root folder."""
-    dest = Path(dest)
+    dest = Path(dest).expanduser().resolve()
     dest.mkdir(parents=True, exist_ok=True)
     root = dest / f"{name}-{version}"
     if root.is_dir():
@@ -85,9 +100,14 @@ def fetch_pypi_sdist(name: str, version: str, dest: str | Path) -> Path:
                 tmp,
             ],
             Path(tmp),
-            f"downloading the {name} sdist",
+            f"downloading the {name} {version} source distribution from PyPI",
+            "; check the network connection or pip's index settings",
         )
-        archive = next(Path(tmp).glob(f"{name}-{version}.tar.gz"))
+        archive = next(Path(tmp).glob(f"{name}-{version}.tar.gz"), None)
+        if archive is None:
+            raise FetchError(
+                f"pip downloaded no {name}-{version}.tar.gz (got {sorted(os.listdir(tmp))})"
+            )
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
     return root
@@ -148,7 +168,7 @@ def fetch_evaluation_sets(
     out: str | Path, *, sets: Sequence[str] = ("pocketsphinx", "asterisk")
 ) -> dict[str, Path]:
     """Fetch the real recordings into ``out`` and write one manifest per set."""
-    out = Path(out)
+    out = Path(out).expanduser().resolve()
     manifests: dict[str, Path] = {}
     if "pocketsphinx" in sets:
         root = fetch_pypi_sdist(*POCKETSPHINX, out / "sdist")
@@ -165,7 +185,7 @@ def fetch_fortunes(out: str | Path) -> list[Path]:
     root = fetch_debian_packages(FORTUNE_PACKAGES, Path(out) / "debian")
     files = sorted(p for p in (root / FORTUNE_DIR).iterdir() if p.is_file() and not p.suffix)
     if not files:
-        raise RuntimeError(f"{root / FORTUNE_DIR}: no fortune files after unpacking")
+        raise FetchError(f"{root / FORTUNE_DIR}: no fortune files after unpacking")
     return files
 
 
@@ -179,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--sets",
         nargs="+",
-        default=["pocketsphinx", "asterisk", "fortunes"],
-        choices=["pocketsphinx", "asterisk", "fortunes"],
+        default=list(SETS),
+        choices=list(SETS),
     )
     args = p.parse_args(argv)
     result: dict[str, object] = {

@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gfssm data synth", description="Synthesise a speech corpus with espeak-ng."
     )
+    add_synth_arguments(p)
+    return p
+
+
+def add_synth_arguments(p: argparse.ArgumentParser) -> None:
+    """The corpus builder's options (``gfssm data synth`` and ``python -m`` this module)."""
     d = SynthConfig()
     p.add_argument(
         "--text",
@@ -278,13 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--word-gap", nargs=2, type=int, default=list(d.word_gap), metavar=("MIN", "MAX")
     )
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    return p
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="espeak-ng processes at once (default: the CPU count)",
+    )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = SynthConfig(
+def config_from_args(args: argparse.Namespace) -> SynthConfig:
+    return SynthConfig(
         seed=args.seed,
         train_utterances=args.train_utterances,
         valid_utterances=args.valid_utterances,
@@ -295,6 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pitch=tuple(args.pitch),
         word_gap=tuple(args.word_gap),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
     summary = build_corpus(args.text, args.out, config, jobs=args.jobs)
     print(
         json.dumps(

@@ -7,7 +7,8 @@ whole files live in :mod:`gfssm.tasks.asr.transcribe`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,13 @@ from gfssm.tasks.asr.metrics import ErrorRates
 from gfssm.tasks.asr.model import CtcSpeechModel
 from gfssm.tasks.asr.text import CharVocabulary
 from gfssm.tasks.base import Batch, StepOutput, Task, TaskSettings, move_batch
+from gfssm.tasks.jobs import PredictorSpec, TaskCommand, TaskInputError, resolve_path
 from gfssm.tasks.pretrained import unwrap
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gfssm.tasks.pretrained import LoadedModel
 
 
 class AsrSettings(TaskSettings):
@@ -82,6 +89,68 @@ def ctc_loss_sum(model_out: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> 
     )
 
 
+def check_data_source(source: str, key: str) -> None:
+    """Cheap checks of one ``train_data``/``valid_data`` entry (already absolute), so that
+    a wrong path or an empty corpus is reported in the driver in seconds: it exists and is
+    readable; a manifest parses and lists at least one utterance whose audio exists; a
+    LibriSpeech folder holds transcripts; a Common Voice TSV has a header and rows."""
+    from gfssm.tasks.asr.manifests import read_manifest
+
+    if "://" in source:
+        return
+    path = Path(source)
+    where = f"task.{key}: {source}"
+    if not path.exists():
+        raise TaskInputError(f"{where}: no such file or folder")
+    if path.is_dir():
+        if next(path.rglob("*.trans.txt"), None) is None:
+            raise TaskInputError(
+                f"{where}: a folder without *.trans.txt files; expected a LibriSpeech-style "
+                f"folder, a JSONL manifest or a Common Voice TSV"
+            )
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1)
+    except PermissionError:
+        raise TaskInputError(f"{where}: not readable (permission denied)") from None
+    if not head:
+        raise TaskInputError(f"{where}: empty file (no utterances)")
+    suffix = path.suffix.lower()
+    if suffix in {".jsonl", ".json"}:
+        utts = read_manifest(path)
+        missing = [u for u in utts if not Path(u.audio_filepath).is_file()]
+        if missing:
+            raise TaskInputError(
+                f"{missing[0].source}: audio file {missing[0].audio_filepath} not found"
+                + (f" ({len(missing)} of {len(utts)} missing)" if len(missing) > 1 else "")
+                + "; relative paths are taken from the manifest's folder"
+            )
+    elif suffix == ".tsv":
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if len([line for line in lines[1:] if line.strip()]) == 0:
+            raise TaskInputError(f"{where}: no rows below the header (no utterances)")
+    else:
+        raise TaskInputError(
+            f"{where}: unknown data description; expected a .jsonl manifest, a Common Voice "
+            f".tsv, or a LibriSpeech-style folder"
+        )
+
+
+def predict_transcripts(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The pyfunc: per audio file (``path`` column), the transcript (greedy decoding)."""
+    import pandas as pd
+
+    from gfssm.tasks.asr.transcribe import transcribe_file
+
+    if "path" not in frame.columns:
+        raise TaskInputError(
+            f"the asr pyfunc needs a 'path' column; got columns {list(frame.columns)}"
+        )
+    texts = [transcribe_file(loaded.model, str(p)).text for p in frame["path"]]
+    return pd.DataFrame({"text": texts})
+
+
 class AsrTask(Task):
     name: ClassVar[str] = "asr"
     settings_type: ClassVar[type[TaskSettings]] = AsrSettings
@@ -89,6 +158,40 @@ class AsrTask(Task):
     def __init__(self) -> None:
         self.vocabulary = CharVocabulary()
         self._datasets: dict[tuple[tuple[str, ...], float], SpeechDataset] = {}
+
+    def prepare(self, settings: AsrSettings, base_dir: Path) -> AsrSettings:
+        """``train_data``/``valid_data`` made absolute against ``base_dir`` (``~``
+        expanded; audio paths inside a manifest are taken from the manifest's folder) and
+        checked: a missing file, an empty corpus or a manifest line naming absent audio
+        is a :class:`TaskInputError` here, before any worker starts."""
+        update = {}
+        for key in ("train_data", "valid_data"):
+            sources = getattr(settings, key)
+            if not sources:
+                raise TaskInputError(
+                    f"task.{key} is empty; list manifests, LibriSpeech folders or Common "
+                    f"Voice TSVs (e.g. task.{key}=[corpus/{key.split('_')[0]}.jsonl])"
+                )
+            resolved = [resolve_path(s, Path(base_dir)) or s for s in sources]
+            for source in resolved:
+                check_data_source(source, key)
+            update[key] = resolved
+        return settings.model_copy(update=update)
+
+    def commands(self) -> list[TaskCommand]:
+        from gfssm.tasks.asr.commands import asr_commands
+
+        return asr_commands()
+
+    def predictor(self) -> PredictorSpec:
+        return PredictorSpec(
+            inputs=(("path", "string"),),
+            outputs=(("text", "string"),),
+            predict=predict_transcripts,
+        )
+
+    def usage_hint(self, run_id: str) -> str:
+        return f"gfssm transcribe --model {run_id} AUDIO.wav ... --out transcripts.jsonl"
 
     def model_defaults(self, settings) -> dict[str, Any]:
         # Sized to train in minutes on a CPU; chunk 32 keeps the intra-chunk work small.

@@ -244,22 +244,19 @@ def _finite(value: float) -> float | None:
 
 
 @torch.no_grad()
-def evaluate_manifest(
+def evaluate_utterances(
     model: CtcSpeechModel,
-    data: str | Path,
+    utts: Sequence[Utterance],
     *,
     decoder: BeamSearchDecoder | None = None,
     chunking: ChunkingConfig = DEFAULT_CHUNKING,
-    out_jsonl: str | Path | None = None,
     batch_files: int = 16,
-) -> dict[str, float]:
-    """CER and WER of ``model`` on labelled data (manifest, LibriSpeech folder or Common
-    Voice TSV), both sides normalised. Per-utterance rows go to ``out_jsonl`` if given;
-    returns the overall rates, counts and the real-time factor."""
+) -> tuple[list[dict], float]:
+    """One row per utterance, in order: reference, hypothesis, CER and WER, or the error
+    that kept the audio from being read; and the seconds of audio decoded."""
     model.eval()
-    utts = read_dataset(data)
-    rates, rows, failures = ErrorRates(), [], 0
-    audio_seconds, start = 0.0, time.perf_counter()
+    rows: list[dict] = []
+    audio_seconds = 0.0
     for lo in range(0, len(utts), batch_files):
         group = utts[lo : lo + batch_files]
         waves, kept = [], []
@@ -275,7 +272,6 @@ def evaluate_manifest(
                 )
                 kept.append(utt)
             except AudioError as err:
-                failures += 1
                 rows.append({"audio_filepath": utt.audio_filepath, "error": str(err)})
         limit = chunking.chunk_seconds * model.sample_rate
         short = [i for i, w in enumerate(waves) if w.shape[0] <= limit]
@@ -289,7 +285,7 @@ def evaluate_manifest(
                 hyps[i] = decode_long_audio(model, [w], decoder=decoder, chunking=chunking)
         for i, utt in enumerate(kept):
             reference = normalise_text(utt.text)
-            scores = rates.add(reference, hyps[i].text)
+            scores = ErrorRates().add(reference, hyps[i].text)
             audio_seconds += waves[i].shape[0] / model.sample_rate
             rows.append(
                 {
@@ -300,13 +296,43 @@ def evaluate_manifest(
                     "wer": _finite(scores["wer"]),
                 }
             )
+    return rows, audio_seconds
+
+
+def summarise_rows(rows: Iterable[dict]) -> dict[str, float]:
+    """Overall CER/WER and counts of evaluation rows (rows with an ``error`` count as
+    ``failed``)."""
+    rates, failures = ErrorRates(), 0
+    for row in rows:
+        if "error" in row:
+            failures += 1
+        else:
+            rates.add(row["reference"], row["hypothesis"])
+    return {**rates.summary(), "failed": float(failures)}
+
+
+def evaluate_manifest(
+    model: CtcSpeechModel,
+    data: str | Path,
+    *,
+    decoder: BeamSearchDecoder | None = None,
+    chunking: ChunkingConfig = DEFAULT_CHUNKING,
+    out_jsonl: str | Path | None = None,
+    batch_files: int = 16,
+) -> dict[str, float]:
+    """CER and WER of ``model`` on labelled data (manifest, LibriSpeech folder or Common
+    Voice TSV), both sides normalised. Per-utterance rows go to ``out_jsonl`` if given;
+    returns the overall rates, counts and the real-time factor."""
+    start = time.perf_counter()
+    rows, audio_seconds = evaluate_utterances(
+        model, read_dataset(data), decoder=decoder, chunking=chunking, batch_files=batch_files
+    )
     wall = time.perf_counter() - start
     if out_jsonl is not None:
         Path(out_jsonl).parent.mkdir(parents=True, exist_ok=True)
         Path(out_jsonl).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    summary = rates.summary()
+    summary = summarise_rows(rows)
     summary.update(
-        failed=float(failures),
         audio_seconds=audio_seconds,
         real_time_factor=wall / audio_seconds if audio_seconds else 0.0,
     )

@@ -1,0 +1,148 @@
+"""The ``gfssm`` commands of the speech task (see :meth:`AsrTask.commands`):
+
+- ``gfssm transcribe INPUT... --out OUT.jsonl`` and ``gfssm eval asr --manifest M``: batch
+  jobs over a trained model (:mod:`gfssm.tasks.asr.jobs`);
+- ``gfssm data synth``, ``gfssm data manifest``, ``gfssm data fetch-speech``: data steps,
+  without a model or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gfssm.tasks.asr.jobs import (
+    add_eval_arguments,
+    add_transcribe_arguments,
+    make_eval_job,
+    make_transcribe_job,
+)
+from gfssm.tasks.jobs import Log, TaskCommand, TaskInputError, resolve_path
+
+
+def _path(value: str, base_dir: Path) -> str:
+    return resolve_path(value, base_dir) or value
+
+
+# gfssm data synth ---------------------------------------------------------------------
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    from gfssm.tasks.asr.synth import add_synth_arguments as add
+
+    add(parser)
+
+
+def run_synth(args: argparse.Namespace, base_dir: Path, log: Log) -> int:
+    from gfssm.tasks.asr.synth import build_corpus, config_from_args
+
+    for name, value in (("--train-utterances", args.train_utterances), ("--jobs", args.jobs)):
+        if value < 1:
+            raise TaskInputError(f"{name} {value}: expected a positive number")
+    texts = [_path(t, base_dir) for t in args.text]
+    for given, path in zip(args.text, texts):
+        if not Path(path).exists():
+            raise TaskInputError(f"--text {given}: no such file or folder")
+    out = _path(args.out, base_dir)
+    try:
+        config = config_from_args(args)
+        summary = build_corpus(texts, out, config, jobs=args.jobs)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if isinstance(err, TaskInputError):
+            raise
+        raise TaskInputError(str(err)) from None
+    hours = summary["hours"]
+    log(
+        f"{out}: train.jsonl ({hours['train']:.2f} h), valid.jsonl ({hours['valid']:.2f} h, "
+        f"held-out voices {', '.join(summary['valid_variants'])})"
+    )
+    return 0
+
+
+# gfssm data manifest ------------------------------------------------------------------
+def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", help="a LibriSpeech-style folder, a Common Voice TSV or a JSONL manifest"
+    )
+    parser.add_argument("--out", required=True, help="JSONL manifest to write")
+
+
+def run_manifest(args: argparse.Namespace, base_dir: Path, log: Log) -> int:
+    from gfssm.tasks.asr.manifests import read_dataset, write_manifest
+
+    source = Path(_path(args.source, base_dir))
+    if not source.exists():
+        raise TaskInputError(f"{args.source}: no such file or folder")
+    utts = read_dataset(source)
+    path = write_manifest(utts, _path(args.out, base_dir))
+    hours = sum(u.duration for u in utts) / 3600
+    log(f"{path}: {len(utts)} utterances, {hours:.2f} h")
+    return 0
+
+
+# gfssm data fetch-speech --------------------------------------------------------------
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    from gfssm.tasks.asr.realdata import SETS
+
+    parser.add_argument("--out", required=True, help="folder to fetch into")
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        choices=list(SETS),
+        default=list(SETS),
+        help="what to fetch (default: all): real recordings from the pocketsphinx sdist "
+        "(PyPI) and Debian's asterisk prompts; sentences from Debian's fortunes",
+    )
+
+
+def run_fetch(args: argparse.Namespace, base_dir: Path, log: Log) -> int:
+    from gfssm.tasks.asr.realdata import fetch_evaluation_sets, fetch_fortunes
+
+    out = Path(_path(args.out, base_dir))
+    manifests = fetch_evaluation_sets(out, sets=args.sets)
+    for name, path in manifests.items():
+        log(f"{name}: {path}")
+    if "fortunes" in args.sets:
+        files = fetch_fortunes(out)
+        log(f"fortunes: {len(files)} sentence files in {files[0].parent}")
+    return 0
+
+
+def asr_commands() -> list[TaskCommand]:
+    return [
+        TaskCommand(
+            command="transcribe",
+            name=None,
+            help="transcribe audio files, folders, list files or manifests with a speech model",
+            add_arguments=add_transcribe_arguments,
+            make_job=make_transcribe_job,
+        ),
+        TaskCommand(
+            command="eval",
+            name="asr",
+            help="WER/CER of a speech model on labelled data",
+            add_arguments=add_eval_arguments,
+            make_job=make_eval_job,
+        ),
+        TaskCommand(
+            command="data",
+            name="synth",
+            help="synthesise a speech corpus with espeak-ng",
+            add_arguments=add_synth_arguments,
+            run=run_synth,
+        ),
+        TaskCommand(
+            command="data",
+            name="manifest",
+            help="JSONL manifest of a LibriSpeech folder, a Common Voice TSV or another "
+            "manifest (durations filled in)",
+            add_arguments=add_manifest_arguments,
+            run=run_manifest,
+        ),
+        TaskCommand(
+            command="data",
+            name="fetch-speech",
+            help="fetch real evaluation recordings and fortune texts from public packages "
+            "(apt-get download / pip download)",
+            add_arguments=add_fetch_arguments,
+            run=run_fetch,
+        ),
+    ]

@@ -1,0 +1,372 @@
+"""The speech task's batch jobs: ``gfssm transcribe`` and ``gfssm eval asr``.
+
+Files are cut into groups of ``batch_files`` in input order; each group is one work item
+that an actor runs through the task's own functions
+(:func:`~gfssm.tasks.asr.transcribe.transcribe_batch`,
+:func:`~gfssm.tasks.asr.transcribe.evaluate_utterances`), so results equal the
+single-process ones. The lexicon and language model are read once in the driver and travel
+inside the job, so cluster nodes need no copy of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gfssm.tasks.asr.manifests import Utterance
+from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file, resolve_path
+
+FAILED_SUFFIX = ".failed.jsonl"
+# Failures listed one a line in the console; the rest are only in the failure file.
+SHOWN_FAILURES = 10
+
+
+class DecodingError(TaskInputError):
+    pass
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """``beam_size`` 0 is greedy CTC decoding. ``lexicon`` restricts output to its words and
+    ``kenlm`` is then a word model; without a lexicon, ``kenlm`` is a character model over
+    the CTC tokens (``gfssm.tasks.asr.lm.write_arpa(..., units="chars")``).
+
+    ``files`` holds (file name, content) of the lexicon and the LM, read once by
+    :meth:`from_args`; the decoder is built from these contents, not from the paths."""
+
+    beam_size: int = 0
+    lexicon: str | None = None
+    kenlm: str | None = None
+    lm_weight: float = 1.0
+    word_score: float = 0.0
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, base_dir: Path) -> DecodingOptions:
+        if args.beam < 0:
+            raise DecodingError(f"--beam {args.beam}: expected 0 (greedy) or a beam size")
+        if not args.beam and (args.lexicon or args.kenlm):
+            raise DecodingError("--lexicon/--kenlm need beam search: give --beam N (e.g. 32)")
+        paths, files = {}, {}
+        for name, value in (("lexicon", args.lexicon), ("kenlm", args.kenlm)):
+            paths[name] = None
+            if value is not None:
+                path = existing_file(value, base_dir, f"--{name}")
+                paths[name] = str(path)
+                files[name] = (path.name, path.read_bytes())
+        return cls(
+            args.beam, paths["lexicon"], paths["kenlm"], args.lm_weight, args.word_score, files
+        )
+
+    def describe(self) -> str:
+        if not self.beam_size:
+            return "greedy decoding"
+        parts = [f"beam search (beam {self.beam_size}"]
+        if self.lexicon:
+            parts.append(f"lexicon {Path(self.lexicon).name}")
+        if self.kenlm:
+            parts.append(f"LM {Path(self.kenlm).name}, weight {self.lm_weight}")
+        return ", ".join(parts) + ")"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the output: settings plus the content of the files (not their
+        paths), so that stored results are only reused under the same decoding."""
+        out: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "files"}
+        for name, (_, data) in self.files.items():
+            out[name] = hashlib.sha1(data).hexdigest()
+        return out
+
+    def build_decoder(self, frame_seconds: float):
+        """The beam-search decoder, or None for greedy decoding (in an actor)."""
+        if not self.beam_size:
+            return None
+        from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
+        from gfssm.tasks.asr.text import CharVocabulary
+
+        # flashlight reads the lexicon and the LM while the decoder is built; the files go.
+        with tempfile.TemporaryDirectory(prefix="gfssm-lm-") as tmp:
+            paths: dict[str, str | None] = {"lexicon": None, "kenlm": None}
+            for name, (file_name, data) in self.files.items():
+                path = Path(tmp) / f"{name}-{file_name}"
+                path.write_bytes(data)
+                paths[name] = str(path)
+            config = BeamSearchConfig(
+                beam_size=self.beam_size,
+                lexicon=paths["lexicon"],
+                kenlm=paths["kenlm"],
+                lm_weight=self.lm_weight,
+                word_score=self.word_score,
+            )
+            return BeamSearchDecoder(CharVocabulary(), config, frame_seconds)
+
+
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--beam", type=int, default=0, help="beam size (default 0: greedy)")
+    group.add_argument("--lexicon", help="lexicon file (word w o r d |): only its words")
+    group.add_argument(
+        "--kenlm", help="KenLM model (ARPA or binary): word LM with --lexicon, else a character LM"
+    )
+    group.add_argument("--lm-weight", type=float, default=1.0)
+    group.add_argument("--word-score", type=float, default=0.0)
+
+
+def _file_identity(path: str) -> list[Any]:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return [path, None, None]
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def _groups(utts: Sequence[Utterance], size: int) -> list[WorkItem]:
+    return [
+        WorkItem(
+            key=f"{i // size:06d}",
+            payload={"utterances": [asdict(u) for u in utts[i : i + size]]},
+            size=float(len(utts[i : i + size])),
+        )
+        for i in range(0, len(utts), size)
+    ]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    tmp.replace(path)
+
+
+def _show_failures(rows: list[dict[str, Any]], where: Path | None, log: Log) -> None:
+    for row in rows[:SHOWN_FAILURES]:
+        log(f"  {row['error']}")
+    more = len(rows) - SHOWN_FAILURES
+    if more > 0:
+        log(f"  ... and {more} more" + (f" (all in {where})" if where else ""))
+
+
+def _check_batch_files(value: int) -> int:
+    if value < 1:
+        raise TaskInputError(f"--batch-files {value}: expected a positive number of files")
+    return value
+
+
+@dataclass
+class TranscribeJob(BatchJob):
+    """Transcribe ``utterances`` into ``out`` (one JSON line per file, input order);
+    files that cannot be transcribed go to ``<out stem>.failed.jsonl`` with the reason."""
+
+    utterances: list[Utterance]
+    out: Path
+    batch_files: int = 16
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    unit = "file"
+    description = "transcribing"
+
+    def plan(self) -> list[WorkItem]:
+        return _groups(self.utterances, self.batch_files)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "job": "asr-transcribe",
+            "batch_files": self.batch_files,
+            "decoding": self.decoding.fingerprint(),
+            "inputs": [_file_identity(u.audio_filepath) for u in self.utterances],
+        }
+
+    def shard_dir(self) -> Path:
+        return Path(f"{self.out}.shards")
+
+    @property
+    def failed_path(self) -> Path:
+        return self.out.with_name(self.out.stem + FAILED_SUFFIX)
+
+    def make_worker(self, loaded) -> Callable[[dict[str, Any]], bytes]:
+        from gfssm.tasks.asr.transcribe import TranscriptionFailure, transcribe_batch
+
+        model = loaded.model
+        decoder = self.decoding.build_decoder(model.frame_seconds)
+
+        def work(payload: dict[str, Any]) -> bytes:
+            utts = [Utterance(**u) for u in payload["utterances"]]
+            start = time.perf_counter()
+            results = transcribe_batch(model, utts, decoder=decoder)
+            rows = [{"failed": isinstance(r, TranscriptionFailure), **r.to_json()} for r in results]
+            seconds = time.perf_counter() - start
+            return json.dumps({"rows": rows, "seconds": seconds}).encode("utf-8")
+
+        return work
+
+    def finish(self, results: Callable[[str], bytes], log: Log) -> int:
+        done, failed, compute = [], [], 0.0
+        for item in self.plan():
+            result = json.loads(results(item.key))
+            compute += result["seconds"]
+            for row in result["rows"]:
+                clean = {k: v for k, v in row.items() if k != "failed"}
+                (failed if row["failed"] else done).append(clean)
+        _write_jsonl(self.out, done)
+        if failed:
+            _write_jsonl(self.failed_path, failed)
+        elif self.failed_path.exists():
+            self.failed_path.unlink()  # an earlier run's failures are all done now
+        audio = sum(r["duration"] for r in done)
+        rtf = compute / audio if audio else 0.0
+        log(
+            f"{len(done)} transcripts in {self.out} ({audio:.1f} s of audio, real-time factor "
+            f"{rtf:.3f})"
+        )
+        if failed:
+            log(f"{len(failed)} file(s) could not be transcribed (listed in {self.failed_path}):")
+            _show_failures(failed, self.failed_path, log)
+        return 0 if done or not failed else 1
+
+
+@dataclass
+class EvalAsrJob(BatchJob):
+    """CER/WER of a model on labelled ``utterances`` (from ``data``), computed like the
+    task's single-process evaluation; per-utterance rows go to ``out``."""
+
+    data: str
+    utterances: list[Utterance]
+    out: Path
+    batch_files: int = 16
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    unit = "utt"
+    description = "evaluating"
+
+    def plan(self) -> list[WorkItem]:
+        return _groups(self.utterances, self.batch_files)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "job": "asr-eval",
+            "data": _file_identity(self.data),
+            "batch_files": self.batch_files,
+            "decoding": self.decoding.fingerprint(),
+            "audio": [_file_identity(u.audio_filepath) for u in self.utterances],
+        }
+
+    def shard_dir(self) -> Path:
+        return Path(f"{self.out}.shards")
+
+    def make_worker(self, loaded) -> Callable[[dict[str, Any]], bytes]:
+        from gfssm.tasks.asr.transcribe import evaluate_utterances
+
+        model = loaded.model
+        decoder = self.decoding.build_decoder(model.frame_seconds)
+
+        def work(payload: dict[str, Any]) -> bytes:
+            utts = [Utterance(**u) for u in payload["utterances"]]
+            start = time.perf_counter()
+            rows, audio = evaluate_utterances(model, utts, decoder=decoder, batch_files=len(utts))
+            seconds = time.perf_counter() - start
+            return json.dumps({"rows": rows, "audio": audio, "seconds": seconds}).encode("utf-8")
+
+        return work
+
+    def finish(self, results: Callable[[str], bytes], log: Log) -> int:
+        from gfssm.tasks.asr.transcribe import summarise_rows
+
+        rows, audio, compute = [], 0.0, 0.0
+        for item in self.plan():
+            result = json.loads(results(item.key))
+            rows.extend(result["rows"])
+            audio += result["audio"]
+            compute += result["seconds"]
+        _write_jsonl(self.out, rows)
+        summary = summarise_rows(rows)
+        summary.update(audio_seconds=audio, real_time_factor=compute / audio if audio else 0.0)
+        failed = [r for r in rows if "error" in r]
+        log(
+            f"WER {summary['wer']:.2%}  CER {summary['cer']:.2%}  on "
+            f"{int(summary['utterances'])} utterances ({int(summary['reference_words'])} words) "
+            f"of {self.data}; per utterance: {self.out}"
+        )
+        if failed:
+            log(f"{len(failed)} utterance(s) could not be read and are not counted:")
+            _show_failures(failed, self.out, log)
+        log(json.dumps(summary))
+        return 0 if summary["utterances"] else 1
+
+
+# Commands -------------------------------------------------------------------------------
+def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively), list files (.txt/.lst: one path "
+        "a line) or JSONL manifests",
+    )
+    parser.add_argument(
+        "--out", required=True, help="JSONL output, one line per file (failures: OUT.failed.jsonl)"
+    )
+    parser.add_argument(
+        "--batch-files", type=int, default=16, help="files per work item (default 16)"
+    )
+    add_decoding_options(parser)
+
+
+def make_transcribe_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> TranscribeJob:
+    from gfssm.tasks.asr.manifests import iter_audio_inputs
+
+    inputs = []
+    for value in args.inputs:
+        path = Path(resolve_path(value, base_dir) or "")
+        if not path.exists():
+            raise TaskInputError(f"{value}: no such file or folder (looked in {path.parent})")
+        inputs.append(str(path))
+    utts = list(iter_audio_inputs(inputs))
+    if not utts:
+        raise TaskInputError(f"no audio files found in {' '.join(args.inputs)}")
+    return TranscribeJob(
+        utterances=utts,
+        out=Path(resolve_path(args.out, base_dir) or ""),
+        batch_files=_check_batch_files(args.batch_files),
+        decoding=DecodingOptions.from_args(args, base_dir),
+    )
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        help="labelled data: a JSONL manifest, a LibriSpeech-style folder or a Common Voice TSV",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSONL of per-utterance results (default: MANIFEST_NAME.eval.jsonl in this folder)",
+    )
+    parser.add_argument(
+        "--batch-files", type=int, default=16, help="utterances per work item (default 16)"
+    )
+    add_decoding_options(parser)
+
+
+def make_eval_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> EvalAsrJob:
+    from gfssm.tasks.asr.manifests import read_dataset
+
+    data = Path(resolve_path(args.manifest, base_dir) or "")
+    if not data.exists():
+        raise TaskInputError(f"--manifest {args.manifest}: no such file or folder")
+    batch_files = _check_batch_files(args.batch_files)
+    decoding = DecodingOptions.from_args(args, base_dir)
+    out = args.out or f"{data.stem if data.is_file() else data.name}.eval.jsonl"
+    return EvalAsrJob(
+        data=str(data),
+        utterances=read_dataset(data),
+        out=Path(resolve_path(out, base_dir) or ""),
+        batch_files=batch_files,
+        decoding=decoding,
+    )
