@@ -95,6 +95,8 @@ class VariantWriter:
                 header.contigs.add(name, length=length)
             else:
                 header.contigs.add(name)
+        if "END" not in header.info:  # htslib writes END for symbolic alleles
+            header.info.add("END", "1", "Integer", "End position of the variant")
         header.info.add(
             INFO_SCORE,
             "A",
