@@ -1,49 +1,93 @@
 #!/usr/bin/env bash
-# The CPU speech recipe, end to end:
+# The CPU speech recipe, end to end, through the `gfssm` command (runs tracked in MLflow):
 #   1. fetch the Debian fortune files and the real evaluation recordings (PyPI, Debian);
 #   2. synthesise the espeak-ng corpus (12000 training utterances, about 13 h and 1.6 GB;
 #      300 validation utterances from 12 held-out voice variants; ~10 minutes on 2 cores);
-#   3. train for MINUTES of wall clock on this machine's CPU (no augmentation: the corpus
-#      already varies voice, speed and pitch, and in 20 minutes the model sees each
-#      utterance about twice, so it is far from overfitting; short utterances first);
+#   3. train for MINUTES of wall clock in one process (`gfssm train asr --local`; no
+#      augmentation: the corpus already varies voice, speed and pitch, and in 20 minutes the
+#      model sees each utterance about twice, so it is far from overfitting; short
+#      utterances first);
 #   4. report CER/WER on the held-out synthetic voices and on the real recordings, and the
-#      real-time factor of transcription.
+#      real-time factor of transcription, greedy and with a character 6-gram LM.
 # Steps 1-2 resume if interrupted and are skipped when done. Override with environment
 # variables, e.g. MINUTES=5 THREADS=1 scripts/asr_recipe.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+GFSSM="${GFSSM:-gfssm}"
 PYTHON="${PYTHON:-python}"
 OUT="${OUT:-runs/asr-recipe}"
 MINUTES="${MINUTES:-20}"
+STEPS="${STEPS:-100000}"  # the time budget ends training; steps only bound it
 THREADS="${THREADS:-2}"
 SEED="${SEED:-0}"
 TRAIN_UTTERANCES="${TRAIN_UTTERANCES:-12000}"
 # 0.5M parameters: in 5-minute runs it beat the 1M default (CER 38% vs 41% on held-out
-# voices) by seeing more audio; MODEL_ARGS="d_model=128 n_layer=4" gives the default size.
-MODEL_ARGS="${MODEL_ARGS:-d_model=96 n_layer=3}"
+# voices) by seeing more audio; D_MODEL=128 N_LAYER=4 gives the default size.
+D_MODEL="${D_MODEL:-96}"
+N_LAYER="${N_LAYER:-3}"
 DATA="$OUT/data"
 CORPUS="$OUT/corpus"
-MODEL="$OUT/model-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
 
 if [ ! -f "$DATA/librivox.jsonl" ] || [ ! -d "$DATA/debian/usr/share/games/fortunes" ]; then
-  "$PYTHON" -m gfssm.tasks.asr.realdata --out "$DATA"
+  "$GFSSM" data fetch-speech --out "$DATA"
 fi
-"$PYTHON" -m gfssm.tasks.asr.synth --text "$DATA/debian/usr/share/games/fortunes" \
+"$GFSSM" data synth --text "$DATA/debian/usr/share/games/fortunes" \
   --out "$CORPUS" --train-utterances "$TRAIN_UTTERANCES" --valid-utterances 300 \
   --valid-variants 12 --seed "$SEED" --jobs "$THREADS"
 
-"$PYTHON" -m gfssm.tasks.asr.local_train \
-  --train "$CORPUS/train.jsonl" --valid "$CORPUS/valid.jsonl" --out "$MODEL" \
-  --minutes "$MINUTES" --threads "$THREADS" --seed "$SEED" \
-  --batch-size 8 --lr 2e-3 --warmup-steps 50 --decay-from 0.5 --log-every 50 \
-  --model $MODEL_ARGS d_state=32 headdim=32 chunk_size=32 \
-  --set shortest_first_epochs=1 noise_prob=0 telephone_prob=0 time_masks=0 channel_masks=0 \
-        'speed_factors=[1.0]' | tee "$MODEL.log"
+cat > "$OUT/recipe.yaml" <<YAML
+name: recipe
+task_name: asr
+description: the CPU speech recipe (scripts/asr_recipe.sh)
+model: {preset: gfssm, d_model: $D_MODEL, n_layer: $N_LAYER, d_state: 32, headdim: 32, chunk_size: 32}
+task:
+  train_data: [$CORPUS/train.jsonl]
+  valid_data: [$CORPUS/valid.jsonl]
+  shortest_first_epochs: 1
+  noise_prob: 0
+  telephone_prob: 0
+  time_masks: 0
+  channel_masks: 0
+  speed_factors: [1.0]
+train:
+  steps: $STEPS
+  time_budget_minutes: $MINUTES
+  batch_size: 8
+  lr: 2.0e-3
+  betas: [0.9, 0.98]
+  warmup_steps: 50
+  weight_decay: 0.01
+  log_every: 50
+  eval_every: 500
+  eval_batches: 4
+  checkpoint_every: 500
+  select_metric: eval_cer
+  select_mode: min
+  num_workers: 1
+  cpus_per_worker: $THREADS
+  seed: $SEED
+YAML
+"$GFSSM" train asr --local --config "$OUT/recipe.yaml" | tee "$OUT/train.log"
+RUN_ID="$(sed -n 's/^run \([0-9a-f]\{8,\}\) (.*) finished.*/\1/p' "$OUT/train.log" | tail -1)"
+if [ -z "$RUN_ID" ]; then
+  echo "asr_recipe.sh: no 'run <id> (...) finished' line in $OUT/train.log" >&2
+  exit 1
+fi
+EVAL="$OUT/eval-$RUN_ID"
+mkdir -p "$EVAL"
 
-"$PYTHON" -m gfssm.tasks.asr.cli evaluate "$MODEL" --threads "$THREADS" \
-  --per-utterance "$MODEL/eval" \
-  "$CORPUS/valid.jsonl" "$DATA/librivox.jsonl" "$DATA/cards.jsonl" \
-  "$DATA/goforward.jsonl" "$DATA/asterisk.jsonl" | tee "$MODEL/eval.json"
+evaluate() {  # evaluate NAME MANIFEST [decoding options...]
+  local name="$1" manifest="$2"
+  shift 2
+  "$GFSSM" eval asr --model "$RUN_ID" --manifest "$manifest" --out "$EVAL/$name.jsonl" \
+    --actors 1 --cpus-per-actor "$THREADS" "$@" | tee "$EVAL/$name.log"
+}
+for set in valid:"$CORPUS/valid.jsonl" librivox:"$DATA/librivox.jsonl" \
+           cards:"$DATA/cards.jsonl" goforward:"$DATA/goforward.jsonl" \
+           asterisk:"$DATA/asterisk.jsonl"; do
+  evaluate "${set%%:*}" "${set#*:}"
+done
 
 # Beam search with a character 6-gram model of the training sentences (no lexicon, so any
 # spelling stays possible): typically a few points of CER and many of WER.
@@ -53,6 +97,8 @@ from gfssm.tasks.asr.lm import write_arpa
 texts = sorted({json.loads(line)["text"] for line in open(sys.argv[1])})
 write_arpa(texts, sys.argv[2], order=6, units="chars")
 PY
-"$PYTHON" -m gfssm.tasks.asr.cli evaluate "$MODEL" --threads "$THREADS" \
-  --beam 32 --kenlm "$OUT/char6.arpa" --lm-weight 0.5 \
-  "$CORPUS/valid.jsonl" "$DATA/librivox.jsonl" "$DATA/asterisk.jsonl" | tee "$MODEL/eval_beam.json"
+for set in valid:"$CORPUS/valid.jsonl" librivox:"$DATA/librivox.jsonl" \
+           asterisk:"$DATA/asterisk.jsonl"; do
+  evaluate "${set%%:*}-beam" "${set#*:}" --beam 32 --kenlm "$OUT/char6.arpa" --lm-weight 0.5
+done
+echo "run $RUN_ID; evaluations in $EVAL"

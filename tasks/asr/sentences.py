@@ -84,6 +84,8 @@ def text_files(paths: Iterable[str | Path]) -> list[Path]:
                 raise FileNotFoundError(f"{path}: no fortune or .txt files in this folder")
             out.extend(found)
         elif path.is_file():
+            if path.suffix == ".dat" and path.with_suffix("").is_file():
+                continue  # strfile's binary index of the fortune file beside it (a shell glob)
             out.append(path)
         else:
             raise FileNotFoundError(f"{path}: sentence file not found")
