@@ -67,6 +67,7 @@ train:
   num_workers: 1
   cpus_per_worker: $THREADS
   seed: $SEED
+  storage_path: $OUT/runs
 YAML
 "$GFSSM" train asr --local --config "$OUT/recipe.yaml" | tee "$OUT/train.log"
 RUN_ID="$(sed -n 's/^run \([0-9a-f]\{8,\}\) (.*) finished.*/\1/p' "$OUT/train.log" | tail -1)"
