@@ -68,6 +68,12 @@ def built_interpreted() -> bool:
     return triton_interpreting()
 
 
+def for_gpu(t: torch.Tensor) -> bool:
+    """Whether launch settings should be those of a GPU: CUDA tensors, and ``meta`` tensors
+    (the resource check compiles the kernels for a GPU through the real launchers)."""
+    return t.is_cuda or t.is_meta
+
+
 def fp32_dot_precision() -> str:
     """``input_precision`` of ``tl.dot`` on float32 operands: TF32 tensor cores on a GPU
     (states and accumulators stay float32), exact in the interpreter."""
@@ -128,3 +134,47 @@ def on_input_device(method):
             return method(ctx, *args)
 
     return wrapper
+
+
+class TensorCache:
+    """Values derived from small tensors that rarely change (the FIR tap counts, the learned
+    sink's matrix, a batch's layout), computed once and reused while every key tensor is
+    alive and unmodified (same storage, same ``_version``): no recomputation and no host
+    sync per call, so the ops can run under CUDA-graph capture after a first call.
+
+    Entries hold weak references to their key tensors; at most ``size`` are kept."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._entries: dict = {}
+
+    @staticmethod
+    def _stamp(t):
+        if isinstance(t, torch.Tensor):
+            try:
+                version = t._version
+            except RuntimeError:  # inference tensors keep no version counter
+                return None
+            return ("tensor", id(t), t.data_ptr(), version, t.device, t.dtype, tuple(t.shape))
+        return ("value", t)
+
+    def get(self, key_tensors: tuple, extra: tuple, make):
+        """``make()``, or the value cached for the same tensors (and ``extra``)."""
+        import weakref
+
+        stamps = tuple(self._stamp(t) for t in key_tensors)
+        if any(s is None for s in stamps):
+            return make()
+        stamp = (stamps, extra)
+        entry = self._entries.get(stamp)
+        if entry is not None:
+            refs, value = entry
+            if all(r() is not None for r in refs):
+                return value
+        value = make()
+        refs = tuple(weakref.ref(t) for t in key_tensors if isinstance(t, torch.Tensor))
+        self._entries.pop(stamp, None)
+        self._entries[stamp] = (refs, value)
+        while len(self._entries) > self.size:
+            self._entries.pop(next(iter(self._entries)))
+        return value

@@ -12,7 +12,9 @@ from gfssm.kernels.fir.reference import (
     grouped_fir_reference,
     tap_mask,
 )
-from gfssm.kernels.triton_support import has_triton_kernel, load_triton_module
+from gfssm.kernels.triton_support import TensorCache, has_triton_kernel, load_triton_module
+
+_TAP_RANGES = TensorCache()
 
 __all__ = ["fir_step", "grouped_fir", "tap_mask"]
 
@@ -28,11 +30,13 @@ def _check_filter(op: str, C: int, weight: torch.Tensor, bias, kernel_sizes, act
     check_shape(op, "kernel_sizes", kernel_sizes, (C,))
     if kernel_sizes.is_floating_point():
         raise ValueError(f"{op}: kernel_sizes must hold integers")
-    if C and (int(kernel_sizes.min()) < 1 or int(kernel_sizes.max()) > K):
-        raise ValueError(
-            f"{op}: kernel_sizes must lie in [1, K_max={K}], got "
-            f"[{int(kernel_sizes.min())}, {int(kernel_sizes.max())}]"
+    if C:
+        # Read back once per tap-count tensor (a module buffer), not on every call.
+        lo, hi = _TAP_RANGES.get(
+            (kernel_sizes,), (), lambda: (int(kernel_sizes.min()), int(kernel_sizes.max()))
         )
+        if lo < 1 or hi > K:
+            raise ValueError(f"{op}: kernel_sizes must lie in [1, K_max={K}], got [{lo}, {hi}]")
     if activation not in ACTIVATIONS:
         raise ValueError(f"{op}: activation must be one of {ACTIVATIONS}, got {activation!r}")
     return K

@@ -47,7 +47,7 @@ def _lagged_input(
     if HAS_SEQ:
         seg_s = tl.load(seg_row + s, mask=inside, other=-1)
         inside = inside & (seg_s == seg_t)
-    ptr = x_row + s[:, None] * sxl + c[None, :] * sxc
+    ptr = x_row + s.to(tl.int64)[:, None] * sxl + c[None, :] * sxc
     v = tl.load(ptr, mask=inside[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
     if HAS_HIST:
         before = t_ok & (s < 0)
@@ -100,7 +100,7 @@ def _fir_fwd_kernel(
     )  # fmt: skip
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    ptr = y_ptr + row * L * C + t[:, None] * C + c[None, :]
+    ptr = y_ptr + row * L * C + t.to(tl.int64)[:, None] * C + c[None, :]
     tl.store(ptr, acc.to(y_ptr.dtype.element_ty), mask=t_ok[:, None] & c_ok[None, :])
 
 
@@ -132,13 +132,14 @@ def _fir_bwd_dpre_kernel(
             sxl, sxc, shl, shc, swc, swk, K, HAS_BIAS, HAS_SEQ, HAS_HIST, BLOCK_L, BLOCK_C,
         )  # fmt: skip
         ok = t_ok[:, None] & c_ok[None, :]
-        dy_ptrs = dy_ptr + row * sdyb + t[:, None] * sdyl + c[None, :] * sdyc
+        dy_ptrs = dy_ptr + row * sdyb + t.to(tl.int64)[:, None] * sdyl + c[None, :] * sdyc
         dp = tl.load(dy_ptrs, mask=ok, other=0.0).to(tl.float32)
         if SILU:
             sig = tl.sigmoid(pre)
             dp = dp * sig * (1.0 + pre * (1.0 - sig))
         dp = tl.where(ok, dp, 0.0)
-        tl.store(dpre_ptr + row * L * C + t[:, None] * C + c[None, :], dp, mask=ok)
+        dpre_ptrs = dpre_ptr + row * L * C + t.to(tl.int64)[:, None] * C + c[None, :]
+        tl.store(dpre_ptrs, dp, mask=ok)
         db += tl.sum(dp, axis=0)
         for k in tl.range(0, K):
             v = _lagged_input(
@@ -177,10 +178,10 @@ def _fir_bwd_dx_kernel(
         if HAS_SEQ:
             valid = valid & (tl.load(seg_row + t, mask=valid, other=-1) == seg_s)
         wk = tl.load(w_ptr + c * swc + k * swk, mask=c_ok & (ks > k), other=0.0).to(tl.float32)
-        ptr = dpre_ptr + row * L * C + t[:, None] * C + c[None, :]
+        ptr = dpre_ptr + row * L * C + t.to(tl.int64)[:, None] * C + c[None, :]
         acc += wk[None, :] * tl.load(ptr, mask=valid[:, None] & c_ok[None, :], other=0.0)
     in_x = s_ok & (s >= 0)
-    ptr = dx_ptr + row * L * C + s[:, None] * C + c[None, :]
+    ptr = dx_ptr + row * L * C + s.to(tl.int64)[:, None] * C + c[None, :]
     tl.store(ptr, acc.to(dx_ptr.dtype.element_ty), mask=in_x[:, None] & c_ok[None, :])
     if HAS_HIST:
         ptr = dhist_ptr + row * (K - 1) * C + (s + K - 1)[:, None] * C + c[None, :]

@@ -11,6 +11,8 @@ import triton
 from gfssm.kernels.fir import triton as fir_kernels
 from gfssm.kernels.fir.reference import fir_step_reference
 from gfssm.kernels.triton_support import (
+    TensorCache,
+    for_gpu,
     grads_through_reference,
     new_buffer,
     next_power_of_2,
@@ -18,6 +20,18 @@ from gfssm.kernels.triton_support import (
 )
 
 BUILT_INTERPRETED = fir_kernels.BUILT_INTERPRETED
+
+
+_TAPS = TensorCache()
+
+
+def tap_counts(kernel_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The tap counts as the kernels read them (int32, contiguous, on ``device``), converted
+    once per tap-count tensor rather than on every call."""
+    return _TAPS.get(
+        (kernel_sizes,), (device,),
+        lambda: kernel_sizes.to(device=device, dtype=torch.int32).contiguous(),
+    )  # fmt: skip
 
 
 def segment_ids(seq_idx: torch.Tensor) -> torch.Tensor:
@@ -30,9 +44,12 @@ def segment_ids(seq_idx: torch.Tensor) -> torch.Tensor:
 def _stretches(rows: int, channel_blocks: int, length: int, device: torch.device) -> int:
     """How many stretches of L the dweight pass splits each row into: enough programs to
     fill the GPU, few enough that the (stretches, C, K) partials stay small."""
-    if device.type != "cuda":
+    if device.type == "meta":  # the resource check: an H100/H200
+        sms = 132
+    elif device.type != "cuda":
         return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
     want = -(-4 * sms // max(1, rows * channel_blocks))
     return max(1, min(want, -(-length // 256)))
 
@@ -45,7 +62,7 @@ class GroupedFirFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, kernel_sizes, seg, history, silu: bool):
         b, L, C = x.shape
         K = weight.shape[1]
-        ks = kernel_sizes.to(device=x.device, dtype=torch.int32).contiguous()
+        ks = tap_counts(kernel_sizes, x.device)
         y = new_buffer(b, L, C, device=x.device, dtype=x.dtype)
         hist = history if history is not None else x  # placeholder pointer, never read
         seg_arg = seg if seg is not None else ks
@@ -155,10 +172,10 @@ class FirStepFunction(torch.autograd.Function):
     def forward(ctx, x, window, weight, bias, kernel_sizes, silu: bool):
         b, C = x.shape
         K = weight.shape[1]
-        ks = kernel_sizes.to(device=x.device, dtype=torch.int32).contiguous()
+        ks = tap_counts(kernel_sizes, x.device)
         y = new_buffer(b, C, device=x.device, dtype=x.dtype)
         new_window = new_buffer(b, K - 1, C, device=x.device, dtype=x.dtype)
-        block_c = 128 if x.device.type == "cuda" else 16
+        block_c = 128 if for_gpu(x) else 16
         fir_kernels._fir_step_kernel[(b, triton.cdiv(C, block_c))](
             x, window, weight, bias if bias is not None else weight, ks, y, new_window,
             C, *x.stride(), *window.stride(), *weight.stride(),

@@ -41,6 +41,7 @@ from gfssm.kernels.ssd.triton_meta import ScanLayout, scan_layout
 from gfssm.kernels.ssd.triton_step import ssd_step_triton
 from gfssm.kernels.state import ScanState
 from gfssm.kernels.triton_support import (
+    TensorCache,
     fp32_dot_precision,
     new_buffer,
     next_power_of_2,
@@ -50,6 +51,7 @@ from gfssm.kernels.triton_support import (
 BUILT_INTERPRETED = triton_scan.BUILT_INTERPRETED
 MIN_CHUNK, MAX_CHUNK = 16, 128
 __all__ = ["ssd_scan_triton", "ssd_step_triton"]
+_LAYOUTS = TensorCache()
 
 
 def kernel_chunk(chunk_size: int) -> int:
@@ -59,10 +61,10 @@ def kernel_chunk(chunk_size: int) -> int:
 
 
 def checkpoint_stride(chunk: int, nchunks: int) -> int:
-    """Chunks per stored state in the backward: 2 below Q=128, so the two fp32 state
-    tensors hold one state per 2*Q tokens (half the memory and traffic) while the chunk
-    kernel's (Q, Q) tiles stay small; it recomputes the other state from its neighbour."""
-    return 2 if chunk < MAX_CHUNK and nchunks > 1 else 1
+    """Chunks per stored state in the backward: 1. The kernels take a STRIDE (one stored
+    state per STRIDE chunks), but recomputing the others inside the chunk-backward kernels
+    cost the registers that made them spill; the resource check measures both."""
+    return 1
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -123,14 +125,14 @@ class SsdScanFunction(torch.autograd.Function):
             WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, STRIDE=1,
             DOT_PREC=dot_precision(x.dtype),
         )  # fmt: skip
-        ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0)
+        ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb)
         ctx.opt = opt
         return y, S_final
 
     @staticmethod
     @on_input_device
     def backward(ctx, dy, dS_final):
-        x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0 = ctx.saved_tensors
+        x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb = ctx.saved_tensors
         opt: _Options = ctx.opt
         lay = opt.layout
         b, L, H, P = x.shape
@@ -165,17 +167,21 @@ class SsdScanFunction(torch.autograd.Function):
         grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=f32)
         dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
-        # Slots are zeroed by the autotuner between trials: never alias them with inputs.
+        # Initial-token slots, written per head by plain stores (no atomics: deterministic).
         slot_shape = (b, nc, opt.slots) if slots else (1, 1, 1)
         slot_dx = new_buffer(*slot_shape, H, P, device=dev, dtype=f32)
-        slot_dd = torch.zeros(*slot_shape, H, device=dev, dtype=f32)
-        slot_dB = torch.zeros(*slot_shape, G, N, device=dev, dtype=f32)
-        triton_scan.ssd_state_grad_kernel[seq_grid](
+        slot_dd = new_buffer(*slot_shape, H, device=dev, dtype=f32)
+        slot_dB = new_buffer(*slot_shape, H, N, device=dev, dtype=f32)
+        state_grad, whole_p = triton_scan.ssd_state_grad_kernel, {}
+        if slots:
+            state_grad = triton_scan.ssd_state_grad_whole_p_kernel
+            whole_p = dict(BLOCK_P=next_power_of_2(P, 16))
+        state_grad[seq_grid](
             x, dt, A, B, C, _or(dt_bias, A), _or(gain, A), seg, chunks, dy,
             _or(dS_final, A), grad_states, dS0, dI0, slot_dx, slot_dd, slot_dB,
             L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, *strides, *dy.stride(),
             TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, STRIDE=R,
-            **common,
+            **common, **whole_p,
         )  # fmt: skip
 
         dx = new_buffer(b, L, H, P, device=dev, dtype=x.dtype)
@@ -186,15 +192,29 @@ class SsdScanFunction(torch.autograd.Function):
         sink_shape = (b, nc) if n_sink else (1, 1)
         dsv = new_buffer(*sink_shape, H, SP, P, device=dev, dtype=f32)
         dsk = new_buffer(*sink_shape, SP, G, N, device=dev, dtype=f32)
-        triton_chunk_bwd.ssd_chunk_bwd_kernel[(triton.cdiv(nc, R), b * G)](
+        chunk_args = {k: v for k, v in common.items() if k != "BLOCK_N"}
+        chunk_args.update(
+            BLOCK_P=next_power_of_2(P, 16),
+            SP=SP,
+            HAS_SINK=n_sink > 0,
+            HAS_INIT=opt.has_init,
+            HAS_I0=I0 is not None,
+            HAS_SLOTS=slots,
+        )
+        triton_chunk_bwd.ssd_chunk_bwd_dx_kernel[(nc, b * H)](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A),
-            _or(gain, A), seg, pos, chunks, _or(I0, A), dy, states, grad_states,
-            slot_dx, slot_dd, slot_dB, dx, ddt, dB, dC, part, dsv, dsk,
+            _or(gain, A), seg, pos, chunks, _or(I0, A), dy, cb, states, grad_states,
+            slot_dx, slot_dd, dx, ddt, part, dsv,
             b, L, nc, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi, opt.slots,
-            *strides, *dy.stride(),
-            BLOCK_P=next_power_of_2(P, 16), SP=SP, HAS_D=D is not None, HAS_SINK=n_sink > 0,
-            HAS_INIT=opt.has_init, HAS_I0=I0 is not None, HAS_SLOTS=slots, STRIDE=R,
-            **common,
+            *strides, *dy.stride(), HAS_D=D is not None, **chunk_args,
+        )  # fmt: skip
+        triton_chunk_bwd.ssd_chunk_bwd_dbc_kernel[
+            lambda m: (nc, b * G, triton.cdiv(N, m["BLOCK_N"]))
+        ](
+            x, dt, A, B, C, _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A), _or(gain, A),
+            seg, pos, chunks, _or(I0, A), dy, states, grad_states, slot_dB, dB, dC, dsk,
+            L, nc, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi, opt.slots,
+            *strides, *dy.stride(), **chunk_args,
         )  # fmt: skip
         sums = part.sum(dim=(1, 2))  # (4, H)
         d_sink_k = d_sink_v = None
@@ -265,8 +285,12 @@ def ssd_scan_triton(
     G = B.shape[-2]
     seen = initial_state.seen if initial_state is not None else None
     has_init = n_init > 0 and sink_gain is not None
-    layout = scan_layout(
-        seq_idx, b, L, kernel_chunk(chunk_size), n_init if has_init else 0, x.device, seen
+    chunk, init = kernel_chunk(chunk_size), n_init if has_init else 0
+    # Every layer of a model sees the same batch: its layout is formed once.
+    layout = _LAYOUTS.get(
+        (seq_idx, seen),
+        (b, L, chunk, init, x.device),
+        lambda: scan_layout(seq_idx, b, L, chunk, init, x.device, seen),
     )
     opt = _Options(
         layout=layout,

@@ -129,7 +129,7 @@ def ssd_forward_kernel(
     for c in tl.range(0, nc):
         t = c * Q + q
         t_ok = t < L
-        delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+        delta = discretize(dt_head + t.to(tl.int64) * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
@@ -161,7 +161,9 @@ def ssd_forward_kernel(
                 if pre_cnt > 0:
                     k = tl.arange(0, NI)
                     r, r_ok = pre_lo + k, k < pre_cnt
-                    d_pre = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
+                    d_pre = discretize(
+                        dt_head + r.to(tl.int64) * sdl, r_ok, bias_h, lo, hi, SOFTPLUS
+                    )
                     x_pre = load_rows(x_head, r, r_ok, p, p_ok, sxl, sxp)
                     B_pre = load_rows(B_grp, r, r_ok, n, n_ok, sbl, sbn).to(OP)
                     coef = tl.dot(Ct, tl.trans(B_pre), input_precision=DOT_PREC)  # (Q, NI)
@@ -178,7 +180,7 @@ def ssd_forward_kernel(
                     acc += tl.where(enters, gamma, 0.0)[:, None] * i0_c
             if HAS_D:
                 acc += D_h * xt.to(tl.float32)
-            y_ptrs = y_ptr + b * syb + h * syh + t[:, None] * syl + p[None, :] * syp
+            y_ptrs = y_ptr + b * syb + h * syh + t.to(tl.int64)[:, None] * syl + p[None, :] * syp
             tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=t_ok[:, None] & p_ok[None, :])
 
         # Advance the carried state to the chunk's end (restart if a sequence starts in it).
@@ -191,13 +193,8 @@ def ssd_forward_kernel(
         tl.store(S_out_ptr + state_off + pn, S, mask=pn_ok)
 
 
-@triton.autotune(
-    configs=_SEQ_CONFIGS,
-    key=["P", "N", "Q", "HAS_SEQ", "TRACK_GI", "HAS_SLOTS"],
-    reset_to_zero=["slot_dd_ptr", "slot_dB_ptr"],
-)
 @triton.jit
-def ssd_state_grad_kernel(
+def _state_grad_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, bias_ptr, gain_ptr, seg_ptr, meta_ptr, dy_ptr,
     dS_final_ptr, grad_states_ptr, dS0_ptr, dI0_ptr, slot_dx_ptr, slot_dd_ptr, slot_dB_ptr,
     L, nc, H, G, HPG, P, N, lo, hi, NSLOT,
@@ -209,7 +206,9 @@ def ssd_state_grad_kernel(
     STRIDE: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
     """TRACK_GI: carry dL/dI (a gain, and initial tokens or an initial sink to feed);
-    HAS_SLOTS: initial tokens exist (n_init > 0) and take gradient through the sink."""
+    HAS_SLOTS: initial tokens exist (n_init > 0) and take gradient through the sink; their
+    slots are written per head with plain stores (deterministic), which needs one program
+    per head: BLOCK_P >= P (``ssd_state_grad_whole_p_kernel``)."""
     bh = tl.program_id(0)
     b = (bh // H).to(tl.int64)
     h = bh % H
@@ -243,7 +242,7 @@ def ssd_state_grad_kernel(
         c = nc - 1 - i
         t = c * Q + q
         t_ok = t < L
-        delta = discretize(dt_head + t * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
+        delta = discretize(dt_head + t.to(tl.int64) * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
         l = tl.cumsum(delta * A_h, axis=0)
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
@@ -259,7 +258,7 @@ def ssd_state_grad_kernel(
             if count > 0:
                 k = tl.arange(0, NI)
                 r, r_ok = first + k, k < count
-                d = discretize(dt_head + r * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
+                d = discretize(dt_head + r.to(tl.int64) * sdl, r_ok, bias_h, lo, hi, SOFTPLUS)
                 xr = load_rows(x_head, r, r_ok, p, p_ok, sxl, sxp)
                 br = load_rows(B_grp, r, r_ok, n, n_ok, sbl, sbn).to(OP)
                 gi = GI.to(OP)
@@ -268,10 +267,10 @@ def ssd_state_grad_kernel(
                 dx_ptrs = slot_dx_ptr + (slot[:, None] * H + h) * P + p[None, :]
                 tl.store(dx_ptrs, d[:, None] * gi_b, mask=r_ok[:, None] & p_ok[None, :])
                 x_gi_b = tl.sum(xr.to(tl.float32) * gi_b, axis=1)
-                tl.atomic_add(slot_dd_ptr + slot * H + h, x_gi_b, mask=r_ok)
+                tl.store(slot_dd_ptr + slot * H + h, x_gi_b, mask=r_ok)
                 gi_x = tl.dot(xr, gi, input_precision=DOT_PREC)  # (NI, BLOCK_N)
-                dB_ptrs = slot_dB_ptr + (slot[:, None] * G + g) * N + n[None, :]
-                tl.atomic_add(dB_ptrs, d[:, None] * gi_x, mask=r_ok[:, None] & n_ok[None, :])
+                dB_ptrs = slot_dB_ptr + (slot[:, None] * H + h) * N + n[None, :]
+                tl.store(dB_ptrs, d[:, None] * gi_x, mask=r_ok[:, None] & n_ok[None, :])
 
         dyt = load_rows(dy_head, t, t_ok, p, p_ok, syl, syp).to(OP)
         Ct = load_rows(C_grp, t, t_ok, n, n_ok, scl, scn).to(tl.float32)
@@ -286,3 +285,18 @@ def ssd_state_grad_kernel(
     tl.store(dS0_ptr + state_off + pn, GS, mask=pn_ok)
     if TRACK_GI:
         tl.store(dI0_ptr + state_off + pn, GI, mask=pn_ok)
+
+
+_STATE_GRAD_KEY = ["P", "N", "Q", "HAS_SEQ", "TRACK_GI", "HAS_SLOTS", "STRIDE"]
+# Blocks of P in parallel (no initial-token slots).
+ssd_state_grad_kernel = triton.autotune(configs=_SEQ_CONFIGS, key=_STATE_GRAD_KEY)(
+    _state_grad_kernel
+)
+# One program per (row, head), BLOCK_P given by the launcher (initial-token slots).
+ssd_state_grad_whole_p_kernel = triton.autotune(
+    configs=one_config_when_interpreting(
+        [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (1, 2)],
+        triton.Config({}, num_warps=4),
+    ),
+    key=_STATE_GRAD_KEY,
+)(_state_grad_kernel)

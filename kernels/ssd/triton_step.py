@@ -17,7 +17,9 @@ import triton.language as tl
 from gfssm.kernels.ssd.step import ssd_step_reference
 from gfssm.kernels.state import ScanState
 from gfssm.kernels.triton_support import (
+    TensorCache,
     built_interpreted,
+    for_gpu,
     grads_through_reference,
     new_buffer,
     next_power_of_2,
@@ -86,6 +88,9 @@ def learned_sink_matrix(sink_k: torch.Tensor, sink_v: torch.Tensor, nheads: int)
     return torch.einsum("shp,shn->hpn", sink_v.float(), k_heads).contiguous()
 
 
+_SINK_MATRICES = TensorCache()
+
+
 def _or(t: torch.Tensor | None, other: torch.Tensor) -> torch.Tensor:
     return t if t is not None else other
 
@@ -100,7 +105,11 @@ class SsdStepFunction(torch.autograd.Function):
                 opt: dict):  # fmt: skip
         b, H, P = x.shape
         G, N = B.shape[-2:]
-        Kmat = learned_sink_matrix(sink_k, sink_v, H) if sink_k is not None else None
+        Kmat = None
+        if sink_k is not None:  # formed once per (sink_k, sink_v), not per token
+            Kmat = _SINK_MATRICES.get(
+                (sink_k, sink_v), (H,), lambda: learned_sink_matrix(sink_k, sink_v, H)
+            )
         y = new_buffer(b, H, P, device=x.device, dtype=x.dtype)
         S_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
         I_new = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
@@ -113,7 +122,7 @@ class SsdStepFunction(torch.autograd.Function):
             *init_sink.stride(),
             BLOCK_P=block_p, BLOCK_N=next_power_of_2(N, 16), HAS_D=D is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=opt["dt_softplus"], HAS_K=Kmat is not None,
-            HAS_GAIN=gain is not None, num_warps=8 if x.is_cuda else 4,
+            HAS_GAIN=gain is not None, num_warps=8 if for_gpu(x) else 4,
         )  # fmt: skip
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, ssm, init_sink)
         ctx.seen = seen

@@ -46,7 +46,7 @@ class Case:
 
 CASES = {
     "all-options": Case(),
-    "odd-length-unpacked": Case(L=50, H=2, P=16, N=16, G=1, chunk=32, packed=False, seen=None),
+    "odd-length-unpacked": Case(L=50, H=2, P=16, N=40, G=1, chunk=32, packed=False, seen=None),
     "mamba2": Case(n_sink=0, gain=False, n_init=0, packed=False, seen=None, dt_limit=(0, math.inf)),
     "sink-state-without-gain": Case(gain=False, n_init=3),
     "init-window-longer-than-chunk": Case(L=70, H=2, G=1, n_init=20, seen=(3, 30)),
