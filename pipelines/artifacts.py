@@ -13,11 +13,13 @@ matplotlib.use("Agg")  # no display on servers and Ray workers
 
 import matplotlib.pyplot as plt
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 import gfssm
 from gfssm.pipelines.config import Experiment
 from gfssm.pipelines.tracking import metric_history
+from gfssm.tasks.base import get_task
 from gfssm.tasks.pretrained import META_FILE, WEIGHTS_FILE
 
 CONFIG_ARTIFACT = "config/experiment.yaml"
@@ -75,38 +77,43 @@ def log_pyfunc(
     *,
     register_as: str | None = None,
 ) -> str | None:
-    """Save the model directory as an MLflow pyfunc (``gfssm.pipelines.pyfunc``), log it under
-    ``model/``, and register it when asked; returns ``models:/NAME/VERSION`` when registered."""
+    """Log the model directory as an MLflow model (a pyfunc, ``gfssm.pipelines.pyfunc``) of
+    the run: it shows under the run's logged models and can be registered. Registers it
+    when asked; returns ``models:/NAME/VERSION`` when registered."""
+    meta = json.loads((model_dir / META_FILE).read_text())
+    spec = get_task(meta["task"]).predictor()
     with tempfile.TemporaryDirectory(prefix="gfssm-pyfunc-") as tmp:
         weights_only = Path(tmp) / "weights"
         weights_only.mkdir()
         for name in (WEIGHTS_FILE, META_FILE):
             (weights_only / name).write_bytes((model_dir / name).read_bytes())
-        target = Path(tmp) / "pyfunc"
         code = Path(tmp) / "gfssm_pyfunc.py"  # models-from-code: no pickled Python objects
         code.write_text(_PYFUNC_CODE)
-        task_name = json.loads((model_dir / META_FILE).read_text())["task"]
-        with warnings.catch_warnings():
-            # Audio models have no inline example (inputs are file paths); the signature
-            # documents the call instead.
-            warnings.filterwarnings("ignore", message=".*An input example was not provided")
-            _save_pyfunc(target, code, task_name, weights_only)
-        client.log_artifacts(run_id, str(target), PYFUNC_ARTIFACT)
+        mlflow.set_tracking_uri(client.tracking_uri)
+        with warnings.catch_warnings(), mlflow.start_run(run_id=run_id):
+            warnings.filterwarnings("ignore", message=".*input example.*")
+            info = mlflow.pyfunc.log_model(
+                name=PYFUNC_ARTIFACT,
+                python_model=str(code),
+                artifacts={PYFUNC_MODEL_DIR: str(weights_only)},
+                signature=_signature(spec),
+                input_example=pd.DataFrame(dict(spec.example)) if spec and spec.example else None,
+                pip_requirements=[f"gfssm=={gfssm.__version__}", "torch", "mlflow", "pandas"],
+                tags={"gfssm.task": meta["task"]},
+            )
     if not register_as:
         return None
-    mlflow.set_tracking_uri(client.tracking_uri)
-    version = mlflow.register_model(f"runs:/{run_id}/{PYFUNC_ARTIFACT}", register_as)
+    version = mlflow.register_model(info.model_uri, register_as)
     return f"models:/{register_as}/{version.version}"
 
 
-def _save_pyfunc(target: Path, code: Path, task_name: str, weights_only: Path) -> None:
-    from gfssm.pipelines.predictors import INPUT_EXAMPLES, SIGNATURES
+def _signature(spec):
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
 
-    mlflow.pyfunc.save_model(
-        str(target),
-        python_model=str(code),
-        signature=SIGNATURES.get(task_name),
-        input_example=INPUT_EXAMPLES.get(task_name),
-        artifacts={PYFUNC_MODEL_DIR: str(weights_only)},
-        pip_requirements=[f"gfssm=={gfssm.__version__}", "torch", "mlflow", "pandas"],
+    if spec is None:
+        return None
+    return ModelSignature(
+        inputs=Schema([ColSpec(kind, name) for name, kind in spec.inputs]),
+        outputs=Schema([ColSpec(kind, name) for name, kind in spec.outputs]),
     )

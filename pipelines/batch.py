@@ -1,9 +1,11 @@
-"""Batch inference on Ray Data: an actor pool that loads the model once per actor.
+"""Any task's batch job on Ray Data: an actor pool that loads the model once per actor.
 
-Work items (contigs, variant batches, audio files) become a dataset of one row each; every
-actor of the pool unpacks the model directory shipped through the object store (so nodes
-need no shared copy of it), and maps items to results. The driver consumes results as they
-arrive and writes one shard per item, so an interrupted run loses only the items in flight.
+The job (a :class:`gfssm.tasks.BatchJob`) is planned and checked in the driver. Its work
+items become a dataset of one row each; every actor unpacks the model directory shipped
+through the object store (so nodes need no shared copy), builds the job's worker once and
+maps items to result bytes. The driver writes one shard per finished item as results arrive,
+so Ctrl-C, a lost node or a full disk loses only the items in flight, and the same command
+run again resumes. A job whose items are all done is finished without starting Ray.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import json
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from gfssm.pipelines.ray_session import check_fits
+from gfssm.pipelines.errors import GFSSMUserError
+from gfssm.pipelines.shards import DiskFullError, ShardStore, disk_full, model_fingerprint
+from gfssm.tasks.jobs import BatchJob, TaskInputError, WorkItem
 from gfssm.tasks.pretrained import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
+
+Log = Callable[[str], None]
+_EXIT_GRACE_S = 5.0  # after Ctrl-C, how long Ray gets to stop before the process exits
+
+
+class JobError(GFSSMUserError, RuntimeError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -32,31 +45,37 @@ class PoolSpec:
     cpus: float | None = None
     gpus: float | None = None
 
-    def resolve(self) -> PoolSpec:
-        """Fill unset sizes from the cluster: one GPU per actor when there are GPUs; else
+    def resolve(self, log: Log) -> PoolSpec:
+        """Fill unset sizes from the cluster: one GPU per actor when there are GPUs; else the
         CPUs split between the actors, leaving half a CPU to Ray Data's own tasks (a pool
-        that takes every CPU can starve them)."""
+        that takes every CPU starves them). Sizes that do not fit are shrunk, with a notice."""
         import ray
 
+        if self.actors < 1:
+            raise JobError(f"--actors {self.actors}: expected 1 or more")
         total = ray.cluster_resources()
-        gpus = self.gpus if self.gpus is not None else (1.0 if total.get("GPU", 0) else 0.0)
-        if self.cpus is not None:
-            cpus = self.cpus
-        else:
-            spare = max(0.5, total.get("CPU", 1.0) - 0.5)
-            cpus = max(0.25, min(4.0, spare / self.actors))
-        check_fits(
-            cpus=self.actors * cpus,
-            gpus=self.actors * gpus,
-            what=f"an actor pool of {self.actors} x ({cpus:g} CPU, {gpus:g} GPU)",
-            hint="use fewer actors (--actors) or a bigger cluster",
-        )
+        have_cpu, have_gpu = total.get("CPU", 1.0), total.get("GPU", 0.0)
+        gpus = self.gpus if self.gpus is not None else (1.0 if have_gpu else 0.0)
+        spare = max(0.5, have_cpu - 0.5)
+        cpus = self.cpus if self.cpus is not None else max(0.25, min(4.0, spare / self.actors))
+        if self.actors * cpus > spare + 1e-9:
+            fitted = max(0.1, spare / self.actors)
+            log(
+                f"note: {self.actors} actors x {cpus:g} CPU do not fit next to Ray Data's "
+                f"readers on {have_cpu:g} CPU; using {fitted:.2g} CPU each"
+            )
+            cpus = fitted
+        if self.actors * gpus > have_gpu + 1e-9:
+            raise JobError(
+                f"{self.actors} actors x {gpus:g} GPU, but the cluster has {have_gpu:g} GPU; "
+                f"use fewer --actors or --gpus-per-actor"
+            )
         return PoolSpec(self.actors, cpus, gpus)
 
 
 def pack_model(model_dir: Path) -> dict[str, bytes]:
     """The files of a model directory, to ship to actors through the object store."""
-    return {name: (model_dir / name).read_bytes() for name in (WEIGHTS_FILE, META_FILE)}
+    return {name: (Path(model_dir) / name).read_bytes() for name in (WEIGHTS_FILE, META_FILE)}
 
 
 def resolve_arg(value):
@@ -79,97 +98,154 @@ def unpack_model(files, threads: int) -> LoadedModel:
         return load_model(tmp, map_location=device)
 
 
+class JobActor:
+    """A Ray Data actor: the model and the job's worker, built once; one item per call."""
+
+    def __init__(self, shipped: dict[str, Any], threads: int) -> None:
+        # The job and the model travel as object references inside a small dict: Ray logs an
+        # error line for restartable actors whose own arguments live in the object store.
+        self.job: BatchJob = resolve_arg(shipped["job"])
+        self.work = self.job.make_worker(unpack_model(shipped["model"], threads))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = [self.work(json.loads(text)) for text in batch["payload"]]
+        return {"key": batch["key"], "result": np.array(results, dtype=object)}
+
+
 def run_pool(
-    items: Sequence[dict[str, Any]],
-    actor: type,
-    constructor_args: tuple,
-    pool: PoolSpec,
-) -> Iterator[dict[str, Any]]:
-    """Map ``items`` (JSON-able dicts) through ``actor`` instances; yield result rows as
-    they arrive (any order). An actor's ``__call__`` gets and returns column batches."""
+    items: Sequence[WorkItem], job_ref, model_ref, pool: PoolSpec
+) -> Iterator[tuple[str, bytes]]:
+    """(key, result bytes) of every item, as they arrive (any order)."""
     import ray.data
 
-    if not items:
-        return
-    spec = pool.resolve()
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the caller shows its own bar, in items or bases
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    rows = [{"item": json.dumps(item)} for item in items]
+    context.enable_progress_bars = False  # the runner shows one bar, in the job's unit
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    rows = [{"key": i.key, "payload": json.dumps(i.payload)} for i in items]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     mapped = dataset.map_batches(
-        actor,
-        fn_constructor_args=(*constructor_args, int(max(1, math.floor(spec.cpus)))),
-        compute=ray.data.ActorPoolStrategy(size=spec.actors),
-        num_cpus=spec.cpus,
-        num_gpus=spec.gpus or None,
+        JobActor,
+        fn_constructor_args=(
+            {"job": job_ref, "model": model_ref},
+            int(max(1, math.floor(pool.cpus or 1))),
+        ),
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=pool.cpus,
+        num_gpus=pool.gpus or None,
         batch_size=1,
         batch_format="numpy",
     )
     for batch in mapped.iter_batches(batch_size=1, batch_format="numpy"):
-        yield {key: values[0] for key, values in batch.items()}
+        yield str(batch["key"][0]), bytes(batch["result"][0])
 
 
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def npz_arrays(data: bytes) -> dict[str, np.ndarray]:
-    import io
-
-    with np.load(io.BytesIO(data)) as loaded:
-        return {name: loaded[name] for name in loaded.files}
+def _task_error(err: BaseException) -> TaskInputError | None:
+    """The task's input error behind a Ray error (bad record found inside an actor)."""
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, TaskInputError):
+            return node
+        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
+    return None
 
 
-class JsonShards:
-    """Per-shard JSON results in a folder, written atomically; a rerun skips done shards.
+class _StopOnInterrupt:
+    """Ctrl-C stops the job within seconds whatever Ray is doing: the first press raises
+    KeyboardInterrupt in the main thread; if the process is still alive a few seconds later
+    (Ray blocked in native code) it exits. Finished shards are already on disk."""
 
-    ``manifest`` describes the run (inputs, model, options); a folder holding shards of a
-    different run is an error instead of a silent mix."""
+    def __enter__(self):
+        self.previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._handle)
+        return self
 
-    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / "run.json"
-        if path.exists():
-            previous = json.loads(path.read_text())
-            if previous != manifest:
-                changed = sorted(
-                    k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k)
-                )
-                raise ValueError(
-                    f"{self.folder} holds shards of another run (differs in {changed}); use "
-                    f"another output path or delete that folder"
-                )
-        else:
-            path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    def _handle(self, signum, frame) -> None:
+        timer = threading.Timer(_EXIT_GRACE_S, lambda: os._exit(130))
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
 
-    def _path(self, key: str) -> Path:
-        return self.folder / f"{key}.json"
-
-    def done(self, key: str) -> bool:
-        return self._path(key).exists()
-
-    def write(self, key: str, value: Any) -> None:
-        tmp = self._path(key).with_suffix(".json.partial")
-        tmp.write_text(json.dumps(value))
-        os.replace(tmp, self._path(key))
-
-    def read(self, key: str) -> Any:
-        return json.loads(self._path(key).read_text())
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
 
 
-def file_identity(path: Path) -> dict[str, Any]:
-    """What makes an input file 'the same' for resuming: absolute path, size, mtime."""
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def run_job(
+    job: BatchJob,
+    model_dir: Path,
+    *,
+    pool: PoolSpec,
+    connect: Callable[[], None],
+    log: Log,
+) -> int:
+    """Plan, run the missing items on an actor pool, and finish ``job``."""
+    items = job.plan()
+    keys = [i.key for i in items]
+    if len(set(keys)) != len(keys):
+        raise JobError(f"{type(job).__name__}: work item keys are not unique")
+    store = ShardStore(
+        job.shard_dir(),
+        {
+            "job": f"{type(job).__module__}.{type(job).__qualname__}",
+            "inputs": job.fingerprint(),
+            "model": model_fingerprint(model_dir),
+        },
+    )
+    todo = [i for i in items if not store.done(i.key)]
+    if job.summary():
+        log(job.summary())
+    if not todo:
+        log(f"all {len(items)} work items already done ({store.folder}); writing the outputs")
+        return _finish(job, store, log)
+    log(f"{len(items)} work items ({len(items) - len(todo)} already done) in {store.folder}")
+    connect()  # inputs are checked: now start or join Ray
+    import ray
+
+    spec = pool.resolve(log)
+    if spec.actors > len(todo):  # an actor per item at most: more would only load the model
+        spec = PoolSpec(len(todo), spec.cpus, spec.gpus)
+    job_ref, model_ref = ray.put(job), ray.put(pack_model(model_dir))
+    size = {i.key: i.size for i in todo}
+    finished = 0
+    with _StopOnInterrupt(), progress_bar(sum(size.values()), job.unit, job.description) as bar:
+        try:
+            for key, result in run_pool(todo, job_ref, model_ref, spec):
+                store.write(key, result)
+                finished += 1
+                bar.update(size[key])
+        except KeyboardInterrupt:
+            bar.close()
+            log(
+                f"interrupted: {len(items) - len(todo) + finished} of {len(items)} work items "
+                f"are kept in {store.folder}; run the same command again to resume"
+            )
+            raise
+        except (GFSSMUserError, TaskInputError):
+            raise
+        except Exception as err:
+            cause = _task_error(err)
+            if cause is not None:
+                raise cause from None
+            raise
+    return _finish(job, store, log)
 
 
-def progress_bar(total: int, unit: str, desc: str) -> Callable[[int], None] | Any:
+def progress_bar(total: float, unit: str, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit=unit, unit_scale=unit == "base", desc=desc, dynamic_ncols=True)
+    scale = unit in ("base", "bp")
+    return tqdm(total=total, unit=unit, unit_scale=scale, desc=desc, dynamic_ncols=True)
+
+
+def _finish(job: BatchJob, store: ShardStore, log: Log) -> int:
+    try:
+        return job.finish(store.read, log)
+    except OSError as err:
+        if disk_full(err):
+            raise DiskFullError(
+                f"disk full while writing the outputs ({err.filename or err}); every work item "
+                f"is kept in {store.folder}: free some space and rerun the same command"
+            ) from None
+        raise

@@ -41,10 +41,17 @@ def _read_resource(node, label: str) -> tuple[dict[str, Any], str]:
         return read_yaml(Path(path)), label
 
 
-def load_experiment_file(task_name: str, config: str | None) -> tuple[dict[str, Any], str]:
+def _user_path(name: str, base_dir: Path | None) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def load_experiment_file(
+    task_name: str, config: str | None, base_dir: Path | None = None
+) -> tuple[dict[str, Any], str]:
     """The raw experiment mapping and a label of where it came from."""
     name = config or DEFAULT_EXPERIMENT
-    path = Path(name)
+    path = _user_path(name, base_dir)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return read_yaml(path), str(path)
     node = _folder("experiments", task_name, f"{name}.yaml")
@@ -57,10 +64,12 @@ def load_experiment_file(task_name: str, config: str | None) -> tuple[dict[str, 
     return _read_resource(node, f"{task_name}/{name}.yaml (bundled)")
 
 
-def load_space_file(task_name: str, space: str | None) -> tuple[dict[str, Any], str]:
+def load_space_file(
+    task_name: str, space: str | None, base_dir: Path | None = None
+) -> tuple[dict[str, Any], str]:
     """The raw search-space mapping (default: the bundled one named after the task)."""
     name = space or task_name
-    path = Path(name)
+    path = _user_path(name, base_dir)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return read_yaml(path), str(path)
     node = _folder("tune", f"{name}.yaml")

@@ -18,6 +18,7 @@ what is valid.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -66,6 +67,9 @@ class TrainConfig(_Section):
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast dtype on GPUs")
     max_failures: int = Field(2, ge=0, description="worker-group restarts from a checkpoint")
     storage_path: str = Field("runs", description="run folders (local path or URI)")
+    time_budget_minutes: float | None = Field(
+        None, gt=0, description="stop (evaluate, checkpoint) after this much wall-clock time"
+    )
     fail_at_step: int | None = Field(
         None, ge=1, description="testing aid: the last rank raises at this step once"
     )
@@ -143,7 +147,8 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if "." not in key or key.split(".", 1)[0] not in SECTIONS:
             raise ExperimentError(
                 f"override {item!r}: the key must start with one of "
-                f"{', '.join(s + '.' for s in SECTIONS)} (e.g. train.steps=200)"
+                f"{', '.join(s + '.' for s in SECTIONS)}{_suggest(key.split('.')[0], SECTIONS)}"
+                f" (e.g. train.steps=200)"
             )
         out[key] = parse_value(text)
     return out
@@ -185,10 +190,18 @@ def _format_validation(section: str, err: ValidationError, valid: list[str], sou
         if not where:
             lines.append(f"  {section}: {problem['msg']}")
         elif problem["type"] == "extra_forbidden":
-            lines.append(f"  {section}.{where}: unknown key; valid keys: {', '.join(valid)}")
+            lines.append(
+                f"  {section}.{where}: unknown key{_suggest(where, valid)}; valid keys: "
+                f"{', '.join(valid)}"
+            )
         else:
             lines.append(f"  {section}.{where}: {problem['msg']} (got {problem.get('input')!r})")
     return "\n".join(lines)
+
+
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    found = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {found[0]!r}?)" if found else ""
 
 
 def _validate_model(model: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -201,9 +214,10 @@ def _validate_model(model: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = value
             continue
         if key not in types:
+            valid = _valid_keys("model", None)
             raise ExperimentError(
-                f"{source}: model.{key}: unknown key; valid keys: "
-                f"{', '.join(_valid_keys('model', None))}"
+                f"{source}: model.{key}: unknown key{_suggest(key, valid)}; valid keys: "
+                f"{', '.join(valid)}"
             )
         try:
             out[key] = TypeAdapter(types[key]).validate_python(value)
@@ -230,7 +244,8 @@ def build_experiment(
     unknown = sorted(set(merged) - set(Experiment.model_fields))
     if unknown:
         raise ExperimentError(
-            f"{source}: unknown top-level key(s) {unknown}; valid keys: "
+            f"{source}: unknown top-level key(s) {unknown}"
+            f"{_suggest(unknown[0], list(Experiment.model_fields))}; valid keys: "
             f"{', '.join(sorted(Experiment.model_fields))}"
         )
     for section in ("train", "tracking"):
@@ -259,6 +274,24 @@ def build_experiment(
     except (ConfigError, TypeError, ValueError) as err:
         raise ExperimentError(f"{source}: the model section does not make a model: {err}") from None
     return experiment
+
+
+def prepare_experiment(experiment: Experiment, task: Task, base_dir: Path) -> Experiment:
+    """The experiment with the task's paths resolved against ``base_dir`` (the user's
+    folder) and its inputs checked (:meth:`gfssm.tasks.Task.prepare`), and a local
+    ``train.storage_path`` made absolute: Ray workers run in other folders."""
+    settings = task.prepare(experiment.settings(task), Path(base_dir))
+    train = experiment.train
+    storage = train.storage_path
+    if "://" not in storage:
+        path = Path(storage).expanduser()
+        storage = str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
+    return experiment.model_copy(
+        update={
+            "task": settings.model_dump(mode="json"),
+            "train": train.model_copy(update={"storage_path": storage}),
+        }
+    )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -26,10 +26,19 @@ def _find_model_dir(root: Path, label: str) -> Path:
     return min(found, key=lambda p: len(p.parts))
 
 
-def resolve_model(ref: str, *, tracking_uri: str | None = None, cache: Path | None = None) -> Path:
-    """A local model directory for ``ref`` (see the module docstring). Downloads go into
-    ``cache`` (a new temporary folder when None, which the caller then owns)."""
+def resolve_model(
+    ref: str,
+    *,
+    tracking_uri: str | None = None,
+    cache: Path | None = None,
+    base_dir: Path | None = None,
+) -> Path:
+    """A local model directory for ``ref`` (see the module docstring); a relative path is
+    taken from ``base_dir``. Downloads go into ``cache`` (a new temporary folder when None,
+    which the caller then owns)."""
     path = Path(ref).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
     if path.exists():
         if not path.is_dir():
             raise ModelNotFound(f"--model {ref}: expected a model directory, got a file")

@@ -1,32 +1,16 @@
 """The MLflow pyfunc of a GFSSM model: ``mlflow.pyfunc.load_model(uri).predict(frame)``.
 
-The pyfunc wraps a model directory; what ``predict`` does depends on the task:
-
-- ``dna``: a frame with a ``sequence`` column -> per sequence ``log_likelihood`` (nats, sum
-  over bases after the first), ``bits_per_base`` and ``length``.
-- ``asr``: a frame with a ``path`` column (audio files) -> ``text``.
-
-Predictors for other tasks register in :data:`PREDICTORS`.
+The pyfunc wraps a model directory; ``predict`` is the task's own predictor
+(:meth:`gfssm.tasks.Task.predictor`), e.g. ``sequence`` -> ``log2_prob`` for DNA models and
+``path`` -> ``text`` for speech models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import mlflow.pyfunc
 import pandas as pd
 
-from gfssm.tasks.pretrained import LoadedModel, load_model
-
-PREDICTORS: dict[str, Callable[[LoadedModel, pd.DataFrame], pd.DataFrame]] = {}
-
-
-def predictor(task_name: str):
-    def register(fn):
-        PREDICTORS[task_name] = fn
-        return fn
-
-    return register
+from gfssm.tasks.pretrained import load_model
 
 
 class GFSSMPyfunc(mlflow.pyfunc.PythonModel):
@@ -38,12 +22,14 @@ class GFSSMPyfunc(mlflow.pyfunc.PythonModel):
         self.loaded = load_model(context.artifacts[PYFUNC_MODEL_DIR])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from gfssm.pipelines import predictors  # noqa: F401  (registers the built-in ones)
-
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        name = self.loaded.task.name
-        if name not in PREDICTORS:
+        task = self.loaded.task
+        spec = task.predictor()
+        if spec is None or spec.predict is None:
+            raise ValueError(f"the {task.name!r} task offers no pyfunc predictor")
+        missing = [name for name, _ in spec.inputs if name not in frame.columns]
+        if missing:
             raise ValueError(
-                f"no pyfunc predictor for task {name!r}; known: {', '.join(sorted(PREDICTORS))}"
+                f"the {task.name} pyfunc needs column(s) {missing}; got {list(frame.columns)}"
             )
-        return PREDICTORS[name](self.loaded, frame)
+        return spec.predict(self.loaded, frame)

@@ -43,6 +43,9 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> str
     Returns the dashboard URL when Ray knows it."""
     import ray
 
+    from gfssm.pipelines.quiet import quiet_ray
+
+    quiet_ray()
     address = address or os.environ.get(ADDRESS_ENV) or None
     remote = bool(address) and address not in ("auto", "local")
     if remote:

@@ -8,6 +8,7 @@ the same store). A server that does not answer is reported within seconds, never
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +27,11 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 JOB_ID_ENV = "GFSSM_RAY_JOB_ID"
 PARENT_TAG = "mlflow.parentRunId"
 TAG_PREFIX = "gfssm."
+ABORT_TAG = f"{TAG_PREFIX}abort_reason"
+DRIVER_HOST_TAG = f"{TAG_PREFIX}driver_host"
+DRIVER_PID_TAG = f"{TAG_PREFIX}driver_pid"
+# MLflow 3's UI opens an experiment in its GenAI views unless told it holds model training.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 _PARAM_LIMIT = 6000  # characters MLflow keeps per param value
 _BATCH_LIMIT = 100  # params per log_batch call
 
@@ -81,9 +87,11 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created when missing (restored when deleted)."""
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags=dict([EXPERIMENT_KIND_TAG]))
     if found.lifecycle_stage == "deleted":
         client.restore_experiment(found.experiment_id)
+    if EXPERIMENT_KIND_TAG[0] not in found.tags:
+        client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
     return found.experiment_id
 
 
@@ -189,6 +197,48 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[in
         if seen is None or m.timestamp >= seen[0]:
             latest[m.step] = (m.timestamp, m.value)
     return [(step, latest[step][1]) for step in sorted(latest)]
+
+
+def driver_tags() -> dict[str, str]:
+    """Which process drives a run, so a run whose driver died can be told from a live one."""
+    return {DRIVER_HOST_TAG: socket.gethostname(), DRIVER_PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_orphaned_runs(client: MlflowClient) -> list[str]:
+    """RUNNING runs whose driver process on this host is gone (killed, machine slept) are
+    marked KILLED with the reason; returns their ids. Runs of other hosts are left alone."""
+    host = socket.gethostname()
+    try:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        if not experiments:
+            return []
+        running = client.search_runs(
+            experiments,
+            filter_string=(
+                f"attributes.status = 'RUNNING' and tags.`{DRIVER_HOST_TAG}` = '{host}'"
+            ),
+            max_results=200,
+        )
+    except Exception:  # a listing must never fail because of this tidy-up
+        return []
+    marked = []
+    for run in running:
+        pid = run.data.tags.get(DRIVER_PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            set_tags(client, run.info.run_id, {ABORT_TAG: "the driver process ended (killed)"})
+            client.set_terminated(run.info.run_id, status="KILLED")
+            marked.append(run.info.run_id)
+    return marked
 
 
 def finish_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:

@@ -1,10 +1,13 @@
 """The training driver: an MLflow run, a Ray ``TorchTrainer`` over the per-worker loop, and
 the artifacts of the finished run.
 
-The driver creates (or, on resume, reopens) the MLflow run and hands its id to the workers,
-so rank 0 logs into it whether the worker group is fresh, restarted after a failure
-(``FailureConfig``), or resumed by a new ``gfssm train --resume``. Ray resumes a run that has
-the same name under the same storage path, so ``--resume`` reuses the run's Ray name.
+Before anything starts, the task resolves the experiment's paths against the user's folder
+and checks its inputs (:func:`~gfssm.pipelines.config.prepare_experiment`), so bad input is
+one line in seconds. The driver then creates (or, on resume, reopens) the MLflow run and
+hands its id to the workers, so rank 0 logs into it whether the worker group is fresh,
+restarted after a failure (``FailureConfig``), or resumed by a new ``gfssm train --resume``.
+Ray resumes a run that has the same name under the same storage path, so ``--resume`` reuses
+the run's Ray name. ``local=True`` runs the same loop in this process.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +25,18 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from gfssm.pipelines import artifacts
-from gfssm.pipelines.config import Experiment, build_experiment, read_yaml
+from gfssm.pipelines.config import Experiment, build_experiment, prepare_experiment, read_yaml
 from gfssm.pipelines.errors import TrainingError
-from gfssm.pipelines.ray_session import check_fits, cluster_has_gpus, connect
+from gfssm.pipelines.ray_session import cluster_has_gpus, connect
 from gfssm.pipelines.tracking import (
+    ABORT_TAG,
     TAG_PREFIX,
     create_run,
+    driver_tags,
     finish_run,
     flatten,
     log_params,
+    mark_orphaned_runs,
     resolve_tracking_uri,
     run_tags,
     set_tags,
@@ -53,6 +60,7 @@ class TrainResult:
     best_checkpoint: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
     registered: str | None = None
+    experiment_id: str = ""
 
 
 def storage_root(experiment: Experiment) -> str:
@@ -112,16 +120,35 @@ def build_trainer(
     )
 
 
-def check_resources(experiment: Experiment, extra_cpus: float = 0.0) -> None:
-    """The local Ray cannot grow: make sure the worker group fits in it."""
+def fit_to_cluster(experiment: Experiment, log, extra_cpus: float = 0.0) -> Experiment:
+    """The local Ray cannot grow: size the worker group to what it has (CPUs per worker
+    shrunk, then workers, with a one-line notice) instead of waiting forever."""
+    import ray
+
     train = experiment.train
-    gpus = train.num_workers if resolve_use_gpu(experiment) else 0
-    check_fits(
-        cpus=train.num_workers * train.cpus_per_worker + extra_cpus,
-        gpus=gpus,
-        what=f"{train.num_workers} training workers x {train.cpus_per_worker:g} CPU",
-        hint="lower train.num_workers or train.cpus_per_worker (fractions like 0.5 work)",
-    )
+    total = ray.cluster_resources()
+    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    workers, cpus = train.num_workers, train.cpus_per_worker
+    if resolve_use_gpu(experiment) and workers > have_gpu:
+        log(f"note: {workers} training workers but {have_gpu:g} GPU; using {int(have_gpu)}")
+        workers = max(1, int(have_gpu))
+    room = have_cpu - extra_cpus
+    if workers * cpus <= room + 1e-9:
+        if workers == train.num_workers:
+            return experiment
+    else:
+        while workers > 1 and room / workers < 0.25:
+            workers -= 1
+        fitted = max(0.1, int(room / workers * 100) / 100)
+        log(
+            f"note: {train.num_workers} training workers x {train.cpus_per_worker:g} CPU do "
+            f"not fit in this Ray's {have_cpu:g} CPU"
+            + (f" (with {extra_cpus:g} for the trial driver)" if extra_cpus else "")
+            + f"; using {workers} x {fitted:g} CPU"
+        )
+        cpus = fitted
+    update = {"num_workers": workers, "cpus_per_worker": cpus}
+    return experiment.model_copy(update={"train": train.model_copy(update=update)})
 
 
 def default_run_name(experiment: Experiment) -> str:
@@ -148,7 +175,8 @@ def start_run(
     tags = run_tags(
         task=task.name, preset=experiment.name, model_preset=experiment.preset, kind=kind
     )
-    tags.update({RAY_NAME_TAG: run_name, STORAGE_TAG: storage_path})
+    tags.update({RAY_NAME_TAG: run_name, STORAGE_TAG: storage_path, **driver_tags()})
+    tags["mlflow.source.name"] = f"gfssm {kind} {task.name} ({experiment.name})"
     run_id = create_run(
         client,
         experiment=mlflow_experiment_name(experiment),
@@ -207,37 +235,114 @@ def run_training(
     ray_address: str | None = None,
     resume: str | bool | None = None,
     resume_overrides: dict[str, Any] | None = None,
+    local: bool = False,
+    base_dir: Path | None = None,
     log=print,
 ) -> TrainResult:
-    """Train ``experiment`` on Ray and record it in MLflow; see the module docstring."""
+    """Train ``experiment`` on Ray (or in this process) and record it in MLflow; see the
+    module docstring."""
     task = get_task(experiment.task_name)
+    base_dir = Path.cwd() if base_dir is None else base_dir
+    if not resume:  # checked before MLflow or Ray start: a bad path costs seconds
+        experiment = prepare_experiment(experiment, task, base_dir)
     client = tracking_client(tracking_uri)
     uri = resolve_tracking_uri(tracking_uri)
+    mark_orphaned_runs(client)
     if resume:
         previous = find_resumable(client, experiment, resume)
         experiment = experiment_of_run(client, previous.info.run_id, task, resume_overrides)
-    # Ray is up and big enough before any MLflow run is opened: no run left dangling.
-    dashboard = connect(ray_address)
-    if dashboard:
-        log(f"Ray dashboard: {dashboard}")
-    if not (ray_address or os.environ.get("RAY_ADDRESS")):
-        check_resources(experiment)
+        experiment = prepare_experiment(experiment, task, base_dir)
+    if not local:
+        # Ray is up and sized before any MLflow run is opened: no run left dangling.
+        dashboard = connect(ray_address)
+        if dashboard:
+            log(f"Ray dashboard: {dashboard}")
+        if not (ray_address or os.environ.get("RAY_ADDRESS")):
+            experiment = fit_to_cluster(experiment, log)
     if resume:
         run_id = previous.info.run_id
         ray_name = previous.data.tags.get(RAY_NAME_TAG, previous.info.run_name)
         storage = previous.data.tags.get(STORAGE_TAG, storage_root(experiment))
         client.update_run(run_id, status="RUNNING")
+        set_tags(client, run_id, driver_tags())
         log(f"resuming run {ray_name} (MLflow run {run_id})")
     else:
         ray_name = default_run_name(experiment)
         storage = storage_root(experiment)
         run_id = start_run(client, experiment, task, run_name=ray_name, storage_path=storage)
     log(f"MLflow run {run_id} ({ray_name}) in experiment {mlflow_experiment_name(experiment)!r}")
-    trainer = build_trainer(
-        experiment, run_id=run_id, tracking_uri=uri, ray_name=ray_name, storage_path=storage
-    )
-    result = fit_or_fail(trainer, client, run_id, experiment)
+    loop_config = {
+        "experiment": experiment.model_dump(mode="json"),
+        "run_id": run_id,
+        "tracking_uri": uri,
+    }
+    with _terminate_as_interrupt():
+        if local:
+            result = fit_locally(loop_config, experiment, Path(storage) / ray_name, client, run_id)
+        else:
+            trainer = build_trainer(
+                experiment, run_id=run_id, tracking_uri=uri, ray_name=ray_name, storage_path=storage
+            )
+            result = fit_or_fail(trainer, client, run_id, experiment)
     return finalize(client, experiment, result, run_id=run_id, run_name=ray_name, tracking_uri=uri)
+
+
+class _terminate_as_interrupt:
+    """SIGTERM (a scheduler or ``kill``) ends the driver like Ctrl-C: the run is marked
+    KILLED instead of staying RUNNING."""
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread (e.g. inside a Tune trial)
+            self.previous = None
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def fit_locally(loop_config, experiment: Experiment, run_dir: Path, client, run_id: str):
+    """The training loop in this process; same checkpoints, metrics and abort handling."""
+    from gfssm.pipelines.train_context import LocalContext
+    from gfssm.pipelines.train_loop import run_loop
+
+    train = experiment.train
+    ctx = LocalContext(
+        run_dir,
+        keep=train.keep_checkpoints,
+        metric=train.select_metric,
+        mode=train.select_mode,
+        use_gpu=train.use_gpu is not False,
+    )
+    try:
+        run_loop(loop_config, ctx)
+    except KeyboardInterrupt:
+        finish_run(client, run_id, "KILLED")
+        raise
+    except Exception as err:
+        set_tags(client, run_id, {ABORT_TAG: f"{type(err).__name__}: {err}"[:5000]})
+        finish_run(client, run_id, "FAILED")
+        raise
+    result = ctx.result()
+    _raise_if_aborted(client, run_id, result)
+    return result
+
+
+def _raise_if_aborted(client: MlflowClient, run_id: str, result) -> None:
+    reason = (result.metrics or {}).get(ABORT_KEY) or client.get_run(run_id).data.tags.get(
+        ABORT_TAG
+    )
+    if reason:
+        set_tags(client, run_id, {ABORT_TAG: reason})
+        finish_run(client, run_id, "FAILED")
+        where = f" (last checkpoint: {result.checkpoint.path})" if result.checkpoint else ""
+        raise TrainingError(f"{reason}{where}")
 
 
 def fit_or_fail(trainer, client: MlflowClient, run_id: str, experiment: Experiment):
@@ -247,6 +352,7 @@ def fit_or_fail(trainer, client: MlflowClient, run_id: str, experiment: Experime
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
+        set_tags(client, run_id, {ABORT_TAG: str(err)[:5000]})
         finish_run(client, run_id, "FAILED")
         raise TrainingError(
             f"training failed (after up to train.max_failures={experiment.train.max_failures} "
@@ -255,11 +361,7 @@ def fit_or_fail(trainer, client: MlflowClient, run_id: str, experiment: Experime
     except KeyboardInterrupt:
         finish_run(client, run_id, "KILLED")
         raise
-    reason = (result.metrics or {}).get(ABORT_KEY)
-    if reason:
-        set_tags(client, run_id, {f"{TAG_PREFIX}abort_reason": reason})
-        finish_run(client, run_id, "FAILED")
-        raise TrainingError(f"{reason} (last checkpoint: {result.checkpoint.path})")
+    _raise_if_aborted(client, run_id, result)
     return result
 
 
@@ -300,4 +402,5 @@ def finalize(
         best_checkpoint=best_path,
         metrics=dict(result.metrics or {}),
         registered=registered,
+        experiment_id=client.get_run(run_id).info.experiment_id,
     )

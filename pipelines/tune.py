@@ -198,6 +198,7 @@ def run_tune(
     tracking_uri: str | None = None,
     ray_address: str | None = None,
     out: Path | None = None,
+    base_dir: Path | None = None,
     log=print,
 ) -> TuneOutcome:
     from ray import tune
@@ -205,15 +206,17 @@ def run_tune(
     from ray.tune.search import BasicVariantGenerator
 
     from gfssm.pipelines.bundled import load_experiment_file
+    from gfssm.pipelines.config import prepare_experiment
     from gfssm.pipelines.ray_session import connect
-    from gfssm.pipelines.train import check_resources, mlflow_experiment_name, storage_root
+    from gfssm.pipelines.train import fit_to_cluster, mlflow_experiment_name, storage_root
 
     task = get_task(task_name)
     tune_values, exp_overrides = split_overrides(overrides)
     space = load_space(space_raw, tune_values, space_source)
-    raw, source = load_experiment_file(task_name, space.experiment)
+    raw, source = load_experiment_file(task_name, space.experiment, base_dir)
     base = build_experiment(raw, task, exp_overrides, source=source)
     build_experiment(raw, task, {**exp_overrides, **_probe_values(space)}, source=space_source)
+    base = prepare_experiment(base, task, base_dir or Path.cwd())
     metric = space.metric or base.train.select_metric
     mode = space.mode or base.train.select_mode
 
@@ -223,7 +226,7 @@ def run_tune(
     tags = run_tags(task=task.name, preset=base.name, model_preset=base.preset, kind="tune")
     connect(ray_address)
     if not (ray_address or os.environ.get("RAY_ADDRESS")):
-        check_resources(base, extra_cpus=space.trial_cpus)
+        base = fit_to_cluster(base, log, extra_cpus=space.trial_cpus)
     parent = create_run(client, experiment=mlflow_experiment_name(base), run_name=name, tags=tags)
     client.log_text(parent, space_raw.__repr__(), "config/search_space.txt")
     client.log_text(parent, base.to_yaml(), "config/base_experiment.yaml")
@@ -235,8 +238,9 @@ def run_tune(
 
     static = {
         "task": task.name,
-        "raw": raw,
-        "overrides": exp_overrides,
+        # paths resolved and resources fitted in the driver: trials run in other folders
+        "raw": base.model_dump(mode="json"),
+        "overrides": {},
         "keys": list(space.space),
         "tracking_uri": uri,
         "parent_run_id": parent,

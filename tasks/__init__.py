@@ -21,6 +21,7 @@ from gfssm.tasks.jobs import (
     WorkItem,
     existing_file,
     resolve_path,
+    run_job_inline,
 )
 from gfssm.tasks.pretrained import LoadedModel, load_model, save_model
 
@@ -42,5 +43,6 @@ __all__ = [
     "load_model",
     "move_batch",
     "resolve_path",
+    "run_job_inline",
     "save_model",
 ]

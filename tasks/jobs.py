@@ -78,6 +78,10 @@ class BatchJob(abc.ABC):
     def make_worker(self, loaded: LoadedModel) -> Callable[[dict[str, Any]], bytes]:
         """In an actor, once: a function from a work item's payload to its result bytes."""
 
+    def summary(self) -> str | None:
+        """One line on how this run works (e.g. the decoding), printed when it starts."""
+        return None
+
     @abc.abstractmethod
     def finish(self, results: Callable[[str], bytes], log: Log) -> int:
         """Merge the results (``results(key)`` for every planned key) into the outputs and

@@ -171,6 +171,9 @@ class TranscribeJob(BatchJob):
     unit = "file"
     description = "transcribing"
 
+    def summary(self) -> str:
+        return self.decoding.describe()
+
     def plan(self) -> list[WorkItem]:
         return _groups(self.utterances, self.batch_files)
 
@@ -243,6 +246,9 @@ class EvalAsrJob(BatchJob):
 
     unit = "utt"
     description = "evaluating"
+
+    def summary(self) -> str:
+        return self.decoding.describe()
 
     def plan(self) -> list[WorkItem]:
         return _groups(self.utterances, self.batch_files)

@@ -24,6 +24,8 @@ import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dna"
 LAMBDA = DATA / "lambda_virus.fa"
+# A third-party task plugin (``toy``), installed for every Python that has this on its path.
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 def free_port() -> int:
@@ -48,6 +50,11 @@ def ray_env():
     with pytest.MonkeyPatch.context() as mp:
         for key, value in values.items():
             mp.setenv(key, value)
+        mp.setenv(
+            "PYTHONPATH",
+            os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")])),
+        )
+        mp.syspath_prepend(str(PLUGINS))
         for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "MLFLOW_TRACKING_URI"):
             mp.delenv(key, raising=False)
         yield Path(tmp)
@@ -123,6 +130,29 @@ def tiny_dna(tmp_path, lambda_fasta) -> dict[str, Any]:
         },
         "tracking": {"experiment": f"test-{uuid.uuid4().hex[:8]}", "log_model": True},
     }
+
+
+@pytest.fixture
+def digits(tmp_path) -> Path:
+    """Lines of digits for the ``toy`` plugin task."""
+    path = tmp_path / "digits.txt"
+    rows = ["".join(str((a + s * i) % 10) for i in range(32)) for a in range(5) for s in (1, 2, 3)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def make_cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a ``gfssm`` subprocess: the session's Ray settings, the plugin path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def cli_env(ray_env):
+    """``cli_env(extra)``: the environment of a ``gfssm`` subprocess."""
+    return make_cli_env
 
 
 @pytest.fixture

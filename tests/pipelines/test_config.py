@@ -50,9 +50,10 @@ def test_overrides_reach_every_section(tiny_dna):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("train.lrr=1", "train.lrr: unknown key; valid keys: batch_size"),
-        ("model.d_modl=3", "model.d_modl: unknown key; valid keys: A_floor"),
-        ("task.window=5", "task.window: unknown key; valid keys:"),
+        ("train.lrr=1", "train.lrr: unknown key (did you mean 'lr'?); valid keys: batch_size"),
+        ("model.d_modl=3", "model.d_modl: unknown key (did you mean 'd_model'?); valid keys:"),
+        ("task.window=5", "task.window: unknown key (did you mean 'window_length'?); valid keys:"),
+        ("task.fastaa=x", "task.fastaa: unknown key (did you mean 'fasta'?)"),
         ("train.steps=abc", "train.steps: Input should be a valid integer"),
         ("train.steps=0", "train.steps: Input should be greater than or equal to 1"),
         ("model.headdim=7", "must be divisible by headdim"),

@@ -1,9 +1,10 @@
-"""Ray Data scoring of phage lambda equals the DNA task's single-process path, and reruns
-skip the shards already written."""
+"""DNA scoring through ``gfssm score`` on a Ray Data actor pool, from the user's folder
+with relative paths, equal to the task's single-process path."""
 
 from __future__ import annotations
 
 import gzip
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,11 +12,10 @@ import pytest
 import torch
 
 from gfssm.kernels.testing import tolerance
-from gfssm.pipelines.batch import PoolSpec
-from gfssm.pipelines.score import score_genome, score_variants
+from gfssm.pipelines.cli import main
 from gfssm.tasks import get_task, load_model, save_model
 from gfssm.tasks.dna import Genome
-from gfssm.tasks.dna.scoring import ScoringOptions, ShardStore, plan_scoring
+from gfssm.tasks.dna.scoring import ScoringOptions
 from gfssm.tasks.dna.scoring import score_genome as score_genome_single
 from gfssm.tasks.dna.variants import score_vcf
 
@@ -59,63 +59,42 @@ def _bedgraph(path) -> tuple[list[tuple[str, int]], np.ndarray]:
 
 @pytest.mark.slow
 def test_genome_scores_on_ray_equal_the_single_process_path(
-    local_ray, dna_model_dir, lambda_fasta, tmp_path
+    local_ray, dna_model_dir, lambda_fasta, tmp_path, monkeypatch, capsys
 ):
-    kwargs = dict(segment_length=12_000, warmup=300)
-    logged: list[str] = []
-    ray_out = score_genome(
-        dna_model_dir,
-        lambda_fasta,
-        tmp_path / "ray",
-        reverse_complement=True,
-        pool=PoolSpec(actors=2, cpus=0.5),
-        log=logged.append,
-        **kwargs,
-    )
-    loaded = load_model(dna_model_dir)
-    genome = Genome(lambda_fasta)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(lambda_fasta, tmp_path / "my genome.fa")  # a user's file name, relative
+    args = ["score", "genome", "--model", str(dna_model_dir), "--fasta", "my genome.fa"]
+    args += ["--out", "scores", "--segment", "12000", "--warmup", "300"]
+    args += ["--reverse-complement", "--actors", "2", "--cpus-per-actor", "0.5"]
+    assert main(args) == 0
+    assert "5 work items (0 already done)" in capsys.readouterr().out
     single = score_genome_single(
-        loaded.model,
-        genome,
+        load_model(dna_model_dir).model,
+        Genome(lambda_fasta),
         tmp_path / "single" / "lambda_virus",
         options=ScoringOptions(reverse_complement=True),
         progress=False,
-        **kwargs,
+        segment_length=12_000,
+        warmup=300,
     )
-    plan = plan_scoring(genome, None, **{"segment_length": 12_000, "warmup": 300})
-    assert len(plan) == 5 and "5 work items (0 already scored)" in logged[0]
-    ray_store = ShardStore(tmp_path / "ray" / "lambda_virus.shards")
-    single_store = ShardStore(tmp_path / "single" / "lambda_virus.shards")
-    for item in plan:
-        a, b = ray_store.read(item), single_store.read(item)
-        assert np.array_equal(a.base, b.base)
-        _close(np.asarray(a.log2_prob), np.asarray(b.log2_prob))
-        _close(np.asarray(a.entropy_bits), np.asarray(b.entropy_bits))
     for track in ("log2_prob", "entropy_bits"):
-        where_a, values_a = _bedgraph(ray_out.bedgraphs[track])
+        where_a, values_a = _bedgraph(tmp_path / "scores" / f"my genome.{track}.bedGraph.gz")
         where_b, values_b = _bedgraph(single.bedgraphs[track])
         assert where_a == where_b and len(where_a) > 48_000
         np.testing.assert_allclose(values_a, values_b, atol=2e-4)  # both rounded to 4 places
-    table_a, table_b = pq.read_table(ray_out.summary), pq.read_table(single.summary)
+    table_a = pq.read_table(tmp_path / "scores" / "my genome.windows.parquet")
+    table_b = pq.read_table(single.summary)
     assert table_a.column_names == table_b.column_names and table_a.num_rows == 49
     for name in ("bits_per_base", "mean_entropy_bits", "gc_fraction"):
         _close(table_a[name].to_numpy(), table_b[name].to_numpy())
 
-    # A rerun finds every shard done and rewrites none of them.
-    markers = sorted(ray_store.directory.glob("*.json"))
-    stamps = [m.stat().st_mtime_ns for m in markers]
-    logged.clear()
-    score_genome(
-        dna_model_dir,
-        lambda_fasta,
-        tmp_path / "ray",
-        reverse_complement=True,
-        pool=PoolSpec(actors=2, cpus=0.5),
-        log=logged.append,
-        **kwargs,
-    )
-    assert "5 work items (5 already scored)" in logged[0]
-    assert [m.stat().st_mtime_ns for m in markers] == stamps
+    # A rerun finds every shard done, rewrites none of them and needs no Ray.
+    shards = sorted((tmp_path / "scores" / "my genome.shards").glob("*.bin"))
+    stamps = [m.stat().st_mtime_ns for m in shards]
+    assert len(shards) == 5
+    assert main(args) == 0
+    assert "all 5 work items already done" in capsys.readouterr().out
+    assert [m.stat().st_mtime_ns for m in shards] == stamps
 
 
 def _write_vcf(path, genome: Genome) -> None:
@@ -140,36 +119,32 @@ def _write_vcf(path, genome: Genome) -> None:
 
 @pytest.mark.slow
 def test_variant_scores_on_ray_equal_the_single_process_path(
-    local_ray, dna_model_dir, lambda_fasta, tmp_path
+    local_ray, dna_model_dir, lambda_fasta, tmp_path, monkeypatch
 ):
     aliases = {"NC_001416.1": LAMBDA_NAME}
     genome = Genome(lambda_fasta, aliases=aliases)
     vcf = tmp_path / "lambda.vcf"
     _write_vcf(vcf, genome)
-    ray_out = score_variants(
-        dna_model_dir,
-        lambda_fasta,
-        vcf,
-        tmp_path / "ray.vcf.gz",
-        flank=200,
-        shard_size=2,
-        aliases=aliases,
-        pool=PoolSpec(actors=2, cpus=0.5),
-        log=lambda _: None,
-    )
+    with open(vcf, "rb") as plain, gzip.open(tmp_path / "calls.vcf.gz", "wb") as packed:
+        packed.write(plain.read())  # plain gzip, as most VCFs are shared
+    monkeypatch.chdir(tmp_path)
+    args = ["score", "variants", "--model", str(dna_model_dir), "--fasta", str(lambda_fasta)]
+    args += ["--vcf", "calls.vcf.gz", "--out", "ray.vcf.gz", "--flank", "200"]
+    args += ["--alias", f"NC_001416.1={LAMBDA_NAME}", "--actors", "2", "--cpus-per-actor", "0.5"]
+    assert main(args) == 0
     single = score_vcf(
         load_model(dna_model_dir).model, genome, vcf, tmp_path / "single", flank=200, progress=False
     )
-    assert ray_out.vcf == tmp_path / "ray.vcf.gz"
-    a, b = pq.read_table(ray_out.table).to_pandas(), pq.read_table(single.table).to_pandas()
+    a = pq.read_table(tmp_path / "ray.variants.parquet").to_pandas()
+    b = pq.read_table(single.table).to_pandas()
     assert list(a["status"]) == list(b["status"]) and list(a["alt"]) == list(b["alt"])
     assert (a["status"] == "scored").sum() == 6 and (a["status"] != "scored").sum() == 1
     for column in ("llr", "llr_forward", "llr_reverse"):
         _close(a[column].to_numpy(), b[column].to_numpy())
-    assert dict(ray_out.counts) == dict(single.counts)
-    texts = [_gunzip_lines(p) for p in (ray_out.vcf, single.vcf)]
+    texts = [_gunzip_lines(p) for p in (tmp_path / "ray.vcf.gz", single.vcf)]
     assert [t.split("\t")[:5] for t in texts[0]] == [t.split("\t")[:5] for t in texts[1]]
     assert sum("GFSSM_LLR=" in line for line in texts[0]) == 5
+    assert (tmp_path / "ray.vcf.gz.tbi").is_file()  # bgzipped and indexed
 
 
 @pytest.mark.slow
@@ -180,7 +155,6 @@ def test_pyfunc_and_model_references_score_through_the_cli(
     import pandas as pd
 
     from gfssm.pipelines.artifacts import log_best_checkpoint, log_pyfunc
-    from gfssm.pipelines.cli import main
     from gfssm.pipelines.model_ref import resolve_model
     from gfssm.pipelines.tracking import create_run, tracking_client
     from gfssm.tasks.dna.variants.effect import sequence_log2_probs
@@ -250,4 +224,5 @@ def test_pyfunc_and_model_references_score_through_the_cli(
         )
         == 2
     )
-    assert "not in the registry" in capsys.readouterr().err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "not in the registry" in last and last.startswith("gfssm score genome: error: ")

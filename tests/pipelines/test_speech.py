@@ -1,18 +1,18 @@
-"""Ray Data transcription and evaluation of real recordings equal the speech task's
-single-process path; reruns skip finished groups; unreadable files are reported."""
+"""Speech through ``gfssm transcribe`` and ``gfssm eval asr`` on a Ray Data actor pool,
+from the user's folder with relative paths, equal to the task's single-process path; and
+training through ``gfssm train asr`` with its MLflow model."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from gfssm.pipelines.batch import PoolSpec
 from gfssm.pipelines.cli import main
-from gfssm.pipelines.speech import evaluate, transcribe
 from gfssm.tasks import get_task, load_model, save_model
 from gfssm.tasks.asr.transcribe import evaluate_manifest
 from gfssm.tasks.asr.transcribe import transcribe as transcribe_single
@@ -56,59 +56,50 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _manifest(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A manifest with audio paths relative to its own folder, as users write them."""
+    path.write_text(
+        "".join(
+            json.dumps({"audio_filepath": f"audio/{name}", "duration": 1.0, "text": text}) + "\n"
+            for name, text in rows
+        )
+    )
+    return path
+
+
 @pytest.mark.slow
 def test_transcription_on_ray_equals_the_single_process_path(
-    local_ray, asr_model_dir, audio_dir, tmp_path, capsys
+    local_ray, asr_model_dir, audio_dir, tmp_path, monkeypatch, capsys
 ):
     torch.set_num_threads(1)  # the actors' thread count: same arithmetic, same argmax
-    out = tmp_path / "ray" / "transcripts.jsonl"
-    logged: list[str] = []
-    summary = transcribe(
-        asr_model_dir,
-        [str(audio_dir)],
-        out,
-        batch_files=2,
-        pool=PoolSpec(actors=2, cpus=0.5),
-        log=logged.append,
-    )
-    single = tmp_path / "single" / "transcripts.jsonl"
-    transcribe_single(
-        load_model(asr_model_dir).model, audio_dir, single, batch_files=2, progress=False
-    )
-    assert summary["written"] == 5 and summary["failed"] == 1
-    assert _lines(out) == _lines(single)
-    failed = _lines(out.with_name("transcripts.failed.jsonl"))
-    assert [Path(f["audio_filepath"]).name for f in failed] == ["evil.wav"]
-    assert failed == _lines(single.with_name("transcripts.failed.jsonl"))
-    assert "6 files in 3 groups (0 already done)" in logged[0]
-
-    code = main(
-        [
-            "transcribe",
-            "--model",
-            str(asr_model_dir),
-            str(audio_dir),
-            "--out",
-            str(out),
-            "--batch-files",
-            "2",
-            "--cpus-per-actor",
-            "0.5",
-        ]
-    )
-    assert code == 0
+    shutil.copytree(audio_dir, tmp_path / "audio")
+    monkeypatch.chdir(tmp_path)
+    args = ["transcribe", "--model", str(asr_model_dir), "audio", "--out", "ray/out.jsonl"]
+    args += ["--batch-files", "2", "--actors", "2", "--cpus-per-actor", "0.5"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
-    assert (
-        "(3 already done)" in printed and "5 transcripts" in printed and "evil.wav" not in printed
-    )
-    assert _lines(out) == _lines(single)
+    assert "6 files" in printed or "3 work items (0 already done)" in printed
+    assert "5 transcripts" in printed and "evil.wav" in printed  # the failure is named
+    single = tmp_path / "single" / "out.jsonl"
+    model = load_model(asr_model_dir).model
+    transcribe_single(model, audio_dir, single, batch_files=2, progress=False)
+    out = tmp_path / "ray" / "out.jsonl"
+    names = [Path(r["audio_filepath"]).name for r in _lines(out)]
+    assert names == [Path(r["audio_filepath"]).name for r in _lines(single)]
+    assert [r["text"] for r in _lines(out)] == [r["text"] for r in _lines(single)]
+    failed = _lines(out.with_name("out.failed.jsonl"))
+    assert [Path(f["audio_filepath"]).name for f in failed] == ["evil.wav"]
+
+    assert main(args) == 0  # a rerun finds every group done
+    assert "all 3 work items already done" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_evaluation_on_ray_equals_the_single_process_path(
-    local_ray, asr_model_dir, audio_dir, tmp_path, capsys
+    local_ray, asr_model_dir, audio_dir, tmp_path, monkeypatch, capsys
 ):
     torch.set_num_threads(1)
+    shutil.copytree(audio_dir, tmp_path / "audio")
     rows = [
         (
             "sense_and_sensibility_01_austen_64kb-0880.wav",
@@ -119,22 +110,22 @@ def test_evaluation_on_ray_equals_the_single_process_path(
         ("digits-5.wav", "five"),
         ("evil.wav", "nothing"),
     ]
-    manifest = tmp_path / "set.jsonl"
-    manifest.write_text(
-        "".join(
-            json.dumps({"audio_filepath": str(audio_dir / name), "duration": 1.0, "text": text})
-            + "\n"
-            for name, text in rows
-        )
-    )
-    got = evaluate(
-        asr_model_dir,
-        str(manifest),
-        out_jsonl=tmp_path / "rows.jsonl",
-        batch_files=2,
-        pool=PoolSpec(actors=2, cpus=0.5),
-        log=lambda _: None,
-    )
+    manifest = _manifest(tmp_path / "set.jsonl", rows)
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "asr", "--model", str(asr_model_dir), "--manifest", "set.jsonl"]
+    args += [
+        "--out",
+        "rows.jsonl",
+        "--batch-files",
+        "2",
+        "--actors",
+        "2",
+        "--cpus-per-actor",
+        "0.5",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    got = json.loads(printed.strip().splitlines()[-1])
     expected = evaluate_manifest(
         load_model(asr_model_dir).model,
         manifest,
@@ -144,49 +135,27 @@ def test_evaluation_on_ray_equals_the_single_process_path(
     for key in ("wer", "cer", "utterances", "reference_words", "reference_chars", "failed"):
         assert got[key] == pytest.approx(expected[key]), key
     assert got["failed"] == 1 and got["utterances"] == 4
-    assert _lines(tmp_path / "rows.jsonl") == _lines(tmp_path / "single.jsonl")
-
-    assert (
-        main(
-            [
-                "eval",
-                "asr",
-                "--model",
-                str(asr_model_dir),
-                "--manifest",
-                str(manifest),
-                "--cpus-per-actor",
-                "0.5",
-            ]
-        )
-        == 0
-    )
-    assert f"WER {expected['wer']:.2%}" in capsys.readouterr().out
+    assert f"WER {expected['wer']:.2%}" in printed
+    assert [r.get("hypothesis") for r in _lines(tmp_path / "rows.jsonl")] == [
+        r.get("hypothesis") for r in _lines(tmp_path / "single.jsonl")
+    ]
 
 
 @pytest.mark.slow
-def test_asr_trains_on_ray_and_its_pyfunc_transcribes(local_ray, tracking_uri, audio_dir, tmp_path):
+def test_asr_trains_through_the_cli_and_its_mlflow_model_transcribes(
+    local_ray, tracking_uri, audio_dir, tmp_path, monkeypatch, capsys
+):
     import mlflow
     import pandas as pd
+    import yaml
     from mlflow.tracking import MlflowClient
 
-    from gfssm.pipelines.config import build_experiment
     from gfssm.pipelines.tracking import metric_history
-    from gfssm.pipelines.train import run_training
     from gfssm.tasks.asr.transcribe import transcribe_file
 
-    manifest = tmp_path / "real.jsonl"
-    manifest.write_text(
-        "".join(
-            json.dumps({"audio_filepath": str(audio_dir / name), "duration": 1.0, "text": text})
-            + "\n"
-            for name, text in [
-                ("cards-001.wav", "ten of clubs"),
-                ("auth-thankyou.wav", "thank you"),
-                ("digits-5.wav", "five"),
-            ]
-        )
-    )
+    shutil.copytree(audio_dir, tmp_path / "audio")
+    rows = [("cards-001.wav", "ten of clubs"), ("auth-thankyou.wav", "thank you")]
+    _manifest(tmp_path / "real.jsonl", [*rows, ("digits-5.wav", "five")])
     raw = {
         "name": "tiny",
         "task_name": "asr",
@@ -198,7 +167,7 @@ def test_asr_trains_on_ray_and_its_pyfunc_transcribes(local_ray, tracking_uri, a
             "headdim": 16,
             "chunk_size": 16,
         },
-        "task": {"train_data": [str(manifest)], "valid_data": [str(manifest)], "n_filters": 16},
+        "task": {"train_data": ["real.jsonl"], "valid_data": ["real.jsonl"], "n_filters": 16},
         "train": {
             "steps": 2,
             "batch_size": 2,
@@ -209,30 +178,30 @@ def test_asr_trains_on_ray_and_its_pyfunc_transcribes(local_ray, tracking_uri, a
             "num_workers": 1,
             "cpus_per_worker": 0.5,
             "use_gpu": False,
-            "storage_path": str(tmp_path / "runs"),
         },
         "tracking": {"experiment": "asr-pipeline-test"},
     }
-    result = run_training(
-        build_experiment(raw, get_task("asr"), {}), tracking_uri=tracking_uri, log=lambda _: None
-    )
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "asr", "--config", "tiny.yaml", "--tracking-uri", tracking_uri]) == 0
+    run_id = re.search(r"^run ([0-9a-f]{32}) ", capsys.readouterr().out, re.M).group(1)
     client = MlflowClient(tracking_uri)
-    assert [s for s, _ in metric_history(client, result.run_id, "eval_cer")] == [2]
-    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert [s for s, _ in metric_history(client, run_id, "eval_cer")] == [2]
+    assert client.get_run(run_id).info.status == "FINISHED"
 
     mlflow.set_tracking_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
-    cards = str(audio_dir / "cards-001.wav")
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    cards = str(tmp_path / "audio" / "cards-001.wav")
     got = pyfunc.predict(pd.DataFrame({"path": [cards]}))
     assert list(got.columns) == ["text"]
-    assert got["text"][0] == transcribe_file(load_model(result.best_checkpoint).model, cards).text
+    best = load_model(client.download_artifacts(run_id, "best_checkpoint")).model
+    assert got["text"][0] == transcribe_file(best, cards).text
 
 
 @pytest.mark.slow
 def test_beam_search_with_a_character_lm_on_ray_equals_the_single_process_path(
-    local_ray, asr_model_dir, audio_dir, tmp_path, capsys
+    local_ray, asr_model_dir, audio_dir, tmp_path, monkeypatch, capsys
 ):
-    from gfssm.pipelines.speech_decoding import DecodingError, DecodingOptions
     from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
     from gfssm.tasks.asr.lm import write_arpa
     from gfssm.tasks.asr.text import CharVocabulary
@@ -244,19 +213,11 @@ def test_beam_search_with_a_character_lm_on_ray_equals_the_single_process_path(
         order=3,
         units="chars",
     )
-    decoding = DecodingOptions(beam_size=8, kenlm=str(lm), lm_weight=2.0)
-    out = tmp_path / "beam.jsonl"
-    logged: list[str] = []
-    transcribe(
-        asr_model_dir,
-        [str(audio_dir)],
-        out,
-        batch_files=2,
-        decoding=decoding,
-        pool=PoolSpec(actors=1, cpus=1),
-        log=logged.append,
-    )
-    assert "beam search (beam 8, LM chars.arpa, weight 2.0)" in logged[0]
+    monkeypatch.chdir(tmp_path)
+    base = ["transcribe", "--model", str(asr_model_dir), str(audio_dir), "--out", "beam.jsonl"]
+    base += ["--batch-files", "2", "--cpus-per-actor", "1"]
+    assert main([*base, "--beam", "8", "--kenlm", "chars.arpa", "--lm-weight", "2.0"]) == 0
+    assert "beam search (beam 8, LM chars.arpa, weight 2.0)" in capsys.readouterr().out
     model = load_model(asr_model_dir).model
     decoder = BeamSearchDecoder(
         CharVocabulary(),
@@ -265,29 +226,17 @@ def test_beam_search_with_a_character_lm_on_ray_equals_the_single_process_path(
     )
     single = tmp_path / "single.jsonl"
     transcribe_single(model, audio_dir, single, batch_files=2, decoder=decoder, progress=False)
-    assert _lines(out) == _lines(single)
+    out = tmp_path / "beam.jsonl"
+    assert [r["text"] for r in _lines(out)] == [r["text"] for r in _lines(single)]
     greedy = tmp_path / "greedy.jsonl"
     transcribe_single(model, audio_dir, greedy, batch_files=2, progress=False)
     assert [r["text"] for r in _lines(out)] != [r["text"] for r in _lines(greedy)]
 
     # Shards written under one decoding are never reused under another.
-    with pytest.raises(ValueError, match="shards"):
-        transcribe(asr_model_dir, [str(audio_dir)], out, batch_files=2, log=lambda _: None)
+    assert main(base) == 2
+    assert "holds results of another run" in capsys.readouterr().err
 
-    with pytest.raises(DecodingError, match="need beam search"):
-        DecodingOptions(kenlm=str(lm))
-    code = main(
-        [
-            "transcribe",
-            "--model",
-            str(asr_model_dir),
-            str(audio_dir),
-            "--out",
-            str(tmp_path / "x.jsonl"),
-            "--beam",
-            "4",
-            "--kenlm",
-            str(tmp_path / "none.arpa"),
-        ]
-    )
-    assert code != 0 and "--kenlm" in capsys.readouterr().err
+    assert main([*base[:-4], "--beam", "4", "--kenlm", "none.arpa"]) == 2
+    assert "--kenlm" in capsys.readouterr().err
+    assert main([*base[:-4], "--kenlm", "chars.arpa"]) == 2
+    assert "need beam search" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 
@@ -69,13 +68,11 @@ def test_home_is_expanded(tmp_path, monkeypatch, user_corpus):
         ),
     ],
 )
-def test_bad_corpus_is_reported_in_seconds(user_corpus, content, message):
+def test_bad_corpus_is_reported_before_training(user_corpus, content, message):
     (user_corpus / "corpus" / "train.jsonl").write_text(content)
     settings = AsrSettings(train_data=["corpus/train.jsonl"], valid_data=["corpus/valid.jsonl"])
-    start = time.perf_counter()
     with pytest.raises(TaskInputError, match=message):
         AsrTask().prepare(settings, user_corpus)
-    assert time.perf_counter() - start < 5
 
 
 def test_missing_and_unlisted_data(tmp_path, user_corpus):

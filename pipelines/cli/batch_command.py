@@ -1,0 +1,63 @@
+"""How a task's command runs: a batch job over a trained model, or a local data step.
+
+Shared by ``gfssm score``, ``transcribe``, ``eval`` and ``data``: each of those modules only
+lists the installed tasks' commands under its own name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from gfssm.pipelines.cli.common import add_batch_job_options, base_dir, say
+from gfssm.pipelines.errors import ModelNotFound
+
+
+@contextmanager
+def local_model(ref: str, tracking_uri: str | None):
+    """A model directory for ``--model`` (downloads live as long as the command)."""
+    from gfssm.pipelines.model_ref import resolve_model
+
+    with tempfile.TemporaryDirectory(prefix="gfssm-model-") as tmp:
+        yield resolve_model(ref, tracking_uri=tracking_uri, cache=Path(tmp), base_dir=base_dir())
+
+
+def attach(parser: argparse.ArgumentParser, task, spec) -> None:
+    """Give ``parser`` the command's options and its handler."""
+    spec.add_arguments(parser)
+    if spec.make_job is not None:
+        add_batch_job_options(parser)
+        parser.set_defaults(handler=lambda args: run_batch_job(args, task, spec))
+    else:
+        parser.set_defaults(handler=lambda args: spec.run(args, base_dir(), say))
+
+
+def run_batch_job(args: argparse.Namespace, task, spec) -> int:
+    from gfssm.pipelines.batch import PoolSpec, run_job
+    from gfssm.tasks.pretrained import load_model
+
+    pool = PoolSpec(args.actors, args.cpus_per_actor, args.gpus_per_actor)
+    if args.actors < 1:
+        from gfssm.pipelines.batch import JobError
+
+        raise JobError(f"--actors {args.actors}: expected 1 or more")
+    with local_model(args.model, args.tracking_uri) as model_dir:
+        loaded = load_model(model_dir)
+        if loaded.task.name != task.name:
+            raise ModelNotFound(
+                f"--model {args.model}: a {loaded.task.name!r} model; this command needs a "
+                f"{task.name!r} model"
+            )
+        job = spec.make_job(args, base_dir(), loaded)
+        del loaded  # actors load their own copy
+
+        def connect() -> None:
+            from gfssm.pipelines.ray_session import connect as ray_connect
+
+            dashboard = ray_connect(args.address)
+            if dashboard:
+                say(f"Ray dashboard: {dashboard}")
+
+        return run_job(job, model_dir, pool=pool, connect=connect, log=say)
