@@ -1,6 +1,6 @@
 """The ``gfssm`` commands of the speech task (see :meth:`AsrTask.commands`):
 
-- ``gfssm transcribe INPUT... --out OUT.jsonl`` and ``gfssm eval asr --manifest M``: batch
+- ``gfssm transcribe INPUT... --out OUT.jsonl [--format jsonl,srt,vtt,ctm]`` and ``gfssm eval asr --manifest M``: batch
   jobs over a trained model (:mod:`gfssm.tasks.asr.jobs`);
 - ``gfssm data synth``, ``gfssm data manifest``, ``gfssm data fetch-speech``: data steps,
   without a model or Ray.
@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from gfssm.tasks.asr.jobs import (
+    TRANSCRIBE_DESCRIPTION,
     add_eval_arguments,
     add_transcribe_arguments,
     make_eval_job,
@@ -114,6 +115,7 @@ def asr_commands() -> list[TaskCommand]:
             help="transcribe audio files, folders, list files or manifests with a speech model",
             add_arguments=add_transcribe_arguments,
             make_job=make_transcribe_job,
+            description=TRANSCRIBE_DESCRIPTION,
         ),
         TaskCommand(
             command="eval",

@@ -6,6 +6,10 @@ that an actor runs through the task's own functions
 :func:`~gfssm.tasks.asr.transcribe.evaluate_utterances`), so results equal the
 single-process ones. The lexicon and language model are read once in the driver and travel
 inside the job, so cluster nodes need no copy of them.
+
+``gfssm transcribe --format`` chooses what :meth:`TranscribeJob.finish` writes from the
+stored results (JSONL, SubRip, WebVTT, CTM); it is not part of the fingerprint, so asking
+for another format later writes it from the finished shards without decoding again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gfssm.tasks.asr.manifests import Utterance
+from gfssm.tasks.asr.subtitles import FORMATS, write_text_atomic
 from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file, resolve_path
 
 FAILED_SUFFIX = ".failed.jsonl"
@@ -158,15 +163,39 @@ def _check_batch_files(value: int) -> int:
     return value
 
 
+def parse_formats(value: str) -> tuple[str, ...]:
+    """``--format`` (a comma list of ``jsonl``, ``srt``, ``vtt``, ``ctm``) in the order of
+    :data:`~gfssm.tasks.asr.subtitles.FORMATS`, without repeats."""
+    given = [f.strip().lower() for f in value.split(",") if f.strip()]
+    unknown = [f for f in given if f not in FORMATS]
+    if unknown or not given:
+        raise TaskInputError(
+            f"--format {value}: expected a comma list of {', '.join(FORMATS)} "
+            f"(e.g. --format jsonl,srt)"
+        )
+    return tuple(f for f in FORMATS if f in given)
+
+
 @dataclass
 class TranscribeJob(BatchJob):
-    """Transcribe ``utterances`` into ``out`` (one JSON line per file, input order);
-    files that cannot be transcribed go to ``<out stem>.failed.jsonl`` with the reason."""
+    """Transcribe ``utterances``; ``formats`` (any of ``jsonl``, ``srt``, ``vtt``, ``ctm``)
+    say what is written, all from the same results (:meth:`outputs` lists where):
+
+    - ``jsonl``: ``out``, one JSON line per file, input order;
+    - ``srt``/``vtt``: one subtitle file per audio file in the folders ``<out stem>.srt/``
+      and ``<out stem>.vtt/``, named by :func:`~gfssm.tasks.asr.subtitles.subtitle_names`
+      (``recordings/day1/talk.flac`` -> ``<out stem>.srt/day1/talk.srt``);
+    - ``ctm``: ``<out stem>.ctm``, every file's words, by utterance id (the same name).
+
+    Files that cannot be transcribed go to ``<out stem>.failed.jsonl`` with the reason and
+    get no subtitle file (an earlier run's is removed). Every file is written whole to a
+    temporary name and renamed."""
 
     utterances: list[Utterance]
     out: Path
     batch_files: int = 16
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    formats: tuple[str, ...] = ("jsonl",)
 
     unit = "file"
     description = "transcribing"
@@ -192,6 +221,14 @@ class TranscribeJob(BatchJob):
     def failed_path(self) -> Path:
         return self.out.with_name(self.out.stem + FAILED_SUFFIX)
 
+    def outputs(self) -> dict[str, Path]:
+        """Where each format goes: a file (``jsonl``, ``ctm``) or a folder (``srt``,
+        ``vtt``)."""
+        where = {"jsonl": self.out}
+        for name in ("srt", "vtt", "ctm"):
+            where[name] = self.out.with_name(f"{self.out.stem}.{name}")
+        return {name: where[name] for name in self.formats}
+
     def make_worker(self, loaded) -> Callable[[dict[str, Any]], bytes]:
         from gfssm.tasks.asr.transcribe import TranscriptionFailure, transcribe_batch
 
@@ -216,21 +253,64 @@ class TranscribeJob(BatchJob):
             for row in result["rows"]:
                 clean = {k: v for k, v in row.items() if k != "failed"}
                 (failed if row["failed"] else done).append(clean)
-        _write_jsonl(self.out, done)
+        outputs = self.outputs()
+        if "jsonl" in outputs:
+            _write_jsonl(self.out, done)
         if failed:
             _write_jsonl(self.failed_path, failed)
         elif self.failed_path.exists():
             self.failed_path.unlink()  # an earlier run's failures are all done now
         audio = sum(r["duration"] for r in done)
         rtf = compute / audio if audio else 0.0
-        log(
-            f"{len(done)} transcripts in {self.out} ({audio:.1f} s of audio, real-time factor "
-            f"{rtf:.3f})"
-        )
+        where = f" in {self.out}" if "jsonl" in outputs else ""
+        log(f"{len(done)} transcripts{where} ({audio:.1f} s of audio, real-time factor {rtf:.3f})")
+        for line in self._write_timed_outputs(done, failed, outputs):
+            log(line)
         if failed:
             log(f"{len(failed)} file(s) could not be transcribed (listed in {self.failed_path}):")
             _show_failures(failed, self.failed_path, log)
         return 0 if done or not failed else 1
+
+    def _write_timed_outputs(
+        self, done: list[dict[str, Any]], failed: list[dict[str, Any]], outputs: dict[str, Path]
+    ) -> list[str]:
+        """The subtitle files and the CTM of the transcribed files; one log line each."""
+        from gfssm.tasks.asr.subtitles import ctm_id, ctm_lines, subtitle_names
+        from gfssm.tasks.asr.transcribe import TranscriptionResult
+
+        if not set(outputs) - {"jsonl"}:
+            return []
+        # Names over every planned file (failed ones too), so that they do not move when
+        # a file fails or comes back.
+        paths = [u.audio_filepath for u in self.utterances]
+        names = dict(zip(paths, subtitle_names(paths)))
+        results = [TranscriptionResult.from_json(r) for r in done]
+        lines = []
+        for fmt, render, kind in (
+            ("srt", lambda r: r.srt(), "SubRip"),
+            ("vtt", lambda r: r.vtt(), "WebVTT"),
+        ):
+            if fmt not in outputs:
+                continue
+            folder = outputs[fmt]
+            for result in results:
+                target = folder / f"{names[result.audio_filepath]}.{fmt}"
+                write_text_atomic(target, render(result))
+            for row in failed:  # no subtitles of a file that failed, not even old ones
+                if row["audio_filepath"] in names:
+                    (folder / f"{names[row['audio_filepath']]}.{fmt}").unlink(missing_ok=True)
+            lines.append(f"{kind} subtitles of {len(results)} file(s) in {folder}/")
+        if "ctm" in outputs:
+            ordered = sorted(results, key=lambda r: ctm_id(names[r.audio_filepath]))
+            text = "".join(
+                line + "\n"
+                for r in ordered
+                for line in ctm_lines(ctm_id(names[r.audio_filepath]), r.words, r.duration)
+            )
+            write_text_atomic(outputs["ctm"], text)
+            words = sum(len(r.words) for r in results)
+            lines.append(f"CTM of {words} word(s) in {outputs['ctm']}")
+        return lines
 
 
 @dataclass
@@ -315,12 +395,37 @@ def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
         "a line) or JSONL manifests",
     )
     parser.add_argument(
-        "--out", required=True, help="JSONL output, one line per file (failures: OUT.failed.jsonl)"
+        "--out",
+        required=True,
+        help="JSONL output, one line per file (text, duration, words with start, end and "
+        "confidence); the other formats go beside it, named after it (see --format); "
+        "failures: OUT_STEM.failed.jsonl",
+    )
+    parser.add_argument(
+        "--format",
+        default="jsonl",
+        metavar="LIST",
+        help="what to write, a comma list from one decode (default jsonl): jsonl (OUT); srt "
+        "and vtt: one SubRip/WebVTT file per audio file in the folder OUT_STEM.srt/ or "
+        "OUT_STEM.vtt/, named by its path below the deepest folder holding all inputs "
+        "(recordings/day1/talk.flac -> transcripts.srt/day1/talk.srt for --out "
+        "transcripts.jsonl); ctm: OUT_STEM.ctm, NIST CTM (utt-id 1 start dur word "
+        "confidence) of all files. A rerun with more formats reuses the finished work",
     )
     parser.add_argument(
         "--batch-files", type=int, default=16, help="files per work item (default 16)"
     )
     add_decoding_options(parser)
+
+
+TRANSCRIBE_DESCRIPTION = (
+    "Transcribe audio files, folders, list files or manifests with a speech model. "
+    "--format jsonl,srt,vtt,ctm writes JSONL, subtitles and a CTM from one decode: with "
+    "--out transcripts.jsonl, transcripts.jsonl, transcripts.srt/NAME.srt, "
+    "transcripts.vtt/NAME.vtt and transcripts.ctm (NAME: the audio file's path below the "
+    "deepest folder holding all inputs, without its extension). Subtitle cues hold at most "
+    "2 lines of 42 characters and 7 s, and a pause over 0.7 s starts a new cue."
+)
 
 
 def make_transcribe_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> TranscribeJob:
@@ -340,6 +445,7 @@ def make_transcribe_job(args: argparse.Namespace, base_dir: Path, loaded=None) -
         out=Path(resolve_path(args.out, base_dir) or ""),
         batch_files=_check_batch_files(args.batch_files),
         decoding=DecodingOptions.from_args(args, base_dir),
+        formats=parse_formats(getattr(args, "format", "jsonl")),
     )
 
 

@@ -32,6 +32,15 @@ from gfssm.tasks.asr.longform import DEFAULT_CHUNKING, ChunkingConfig, decode_lo
 from gfssm.tasks.asr.manifests import Utterance, iter_audio_inputs, read_dataset
 from gfssm.tasks.asr.metrics import ErrorRates
 from gfssm.tasks.asr.model import CtcSpeechModel
+from gfssm.tasks.asr.subtitles import (
+    DEFAULT_CUES,
+    Cue,
+    CueOptions,
+    build_cues,
+    clamp_words,
+    srt_text,
+    vtt_text,
+)
 from gfssm.tasks.asr.text import CharVocabulary, normalise_text
 
 FAILED_SUFFIX = ".failed.jsonl"
@@ -39,6 +48,9 @@ FAILED_SUFFIX = ".failed.jsonl"
 
 @dataclass(frozen=True)
 class TranscriptionResult:
+    """One file's transcript: ``words`` (:class:`WordTiming`: word, start, end, confidence)
+    lie within [0, ``duration``] seconds."""
+
     audio_filepath: str
     text: str
     words: tuple[WordTiming, ...]
@@ -51,6 +63,31 @@ class TranscriptionResult:
             "duration": round(self.duration, 4),
             "words": [w.to_json() for w in self.words],
         }
+
+    @classmethod
+    def from_json(cls, row: dict) -> TranscriptionResult:
+        words = tuple(WordTiming.from_json(w) for w in row["words"])
+        return cls(row["audio_filepath"], row["text"], words, row["duration"])
+
+    def cues(self, options: CueOptions = DEFAULT_CUES) -> list[Cue]:
+        """Subtitle cues of this file (:func:`gfssm.tasks.asr.subtitles.build_cues`)."""
+        return build_cues(self.words, self.duration, options)
+
+    def srt(self, options: CueOptions = DEFAULT_CUES) -> str:
+        """This file as SubRip text."""
+        return srt_text(self.cues(options))
+
+    def vtt(self, options: CueOptions = DEFAULT_CUES) -> str:
+        """This file as WebVTT text."""
+        return vtt_text(self.cues(options))
+
+
+def _result(path: str, transcript: Transcript, duration: float) -> TranscriptionResult:
+    """The result with word times clamped to the file's duration, rounded down to a
+    millisecond (the last 20 ms frame may reach past the last sample)."""
+    return TranscriptionResult(
+        path, transcript.text, clamp_words(transcript.words, duration), duration
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +149,7 @@ def transcribe_file(
         path, block_seconds=chunking.chunk_seconds, raw_sample_rate=raw_sample_rate
     )
     transcript = decode_long_audio(model, blocks, decoder=decoder, chunking=chunking)
-    return TranscriptionResult(str(path), transcript.text, transcript.words, info.duration)
+    return _result(str(path), transcript, info.duration)
 
 
 def transcribe_batch(
@@ -150,7 +187,7 @@ def transcribe_batch(
     if short:
         transcripts = decode_waves(model, [w for _, w, _ in short], decoder=decoder)
         for (k, _, duration), t in zip(short, transcripts):
-            out[k] = TranscriptionResult(utts[k].audio_filepath, t.text, t.words, duration)
+            out[k] = _result(utts[k].audio_filepath, t, duration)
     return [r for r in out if r is not None]
 
 
