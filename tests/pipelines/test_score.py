@@ -204,7 +204,9 @@ def test_pyfunc_and_model_references_score_through_the_cli(
     )
     assert code == 0
     where, values = _bedgraph(tmp_path / "cli" / "lambda_virus.log2_prob.bedGraph.gz")
-    assert len(where) == 2500 - 2 and where[0] == (LAMBDA_NAME, 1001)  # first bases unscored
+    # every base scored: without --warmup a region's first base has no context and gets the
+    # uniform prediction (log2 P = -2) rather than being left out
+    assert len(where) == 2500 and where[0] == (LAMBDA_NAME, 1000) and values[0] == -2.0
     assert np.all(values < 0)
 
     assert (

@@ -1,5 +1,6 @@
 """``gfssm score genome``: per-base log2 P and entropy of every base of a FASTA (or of the
-regions of a BED file), as bgzip + tabix bedGraphs and a per-window Parquet summary.
+regions of a BED file), as bgzip + tabix bedGraphs, bigWigs with a track-hub ``trackDb.txt``
+and a per-window Parquet summary.
 
 One work item is one contig, region or segment (:func:`~gfssm.tasks.dna.scoring.plan_scoring`);
 its result is an ``.npz`` of the item's per-base arrays. The merge is the single-process
@@ -35,6 +36,7 @@ from gfssm.tasks.dna.scoring import (
     score_work_item,
 )
 from gfssm.tasks.dna.scoring import WorkItem as ScoringItem
+from gfssm.tasks.dna.scoring.genome_scoring import SCORES_VERSION
 from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file
 
 FASTA_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst", ".fa", ".fasta", ".fna")
@@ -70,6 +72,7 @@ class GenomeScoreJob(BatchJob):
     def fingerprint(self) -> dict[str, Any]:
         return {
             "job": "dna score genome",
+            "scores_version": SCORES_VERSION,
             "fasta": file_identity(self.genome.source),
             "regions": file_identity(self.regions),
             "aliases": self.genome.aliases,
@@ -95,10 +98,13 @@ class GenomeScoreJob(BatchJob):
             self.items,
             _Results(results, self.shard_dir()),
             self.prefix,
+            chrom_sizes=self.genome.lengths,
             summary_window=self.summary_window,
+            reverse_complement=self.options.reverse_complement,
         )
         for track, path in outputs.bedgraphs.items():
-            log(f"{track}: {path} (+ .tbi)")
+            log(f"{track}: {path} (+ .tbi), {outputs.bigwigs[track].name}")
+        log(f"genome browser tracks (bigWig): {outputs.trackdb}")
         log(f"per-window summary: {outputs.summary}")
         return 0
 

@@ -7,7 +7,7 @@ Three parts that a parallel runner (Ray Data) can drive one by one, and that
 2. :func:`score_work_item` scores one item with a loaded model (pure: same inputs, same
    arrays, wherever it runs);
 3. :class:`ShardStore` writes one shard per item and :func:`merge_shards` turns the shards
-   into bgzip bedGraphs and a per-window Parquet summary.
+   into bgzip bedGraphs, bigWigs with a trackDb and a per-window Parquet summary.
 """
 
 from gfssm.tasks.dna.scoring.genome_scoring import check_same_run, model_fingerprint, score_genome

@@ -20,6 +20,9 @@ from gfssm.tasks.dna.scoring.stream import ScoringOptions, score_work_item
 
 log = logging.getLogger(__name__)
 
+#: what a shard holds; 2: a base without context gets the uniform prediction (was NaN)
+SCORES_VERSION = 2
+
 
 def score_genome(
     model: nn.Module,
@@ -57,7 +60,14 @@ def score_genome(
                 model, genome, item, options, out=store.open_for_writing(item), progress=bar.update
             )
             store.commit(scores)
-    return merge_shards(plan, store, prefix, summary_window=summary_window)
+    return merge_shards(
+        plan,
+        store,
+        prefix,
+        chrom_sizes=genome.lengths,
+        summary_window=summary_window,
+        reverse_complement=options.reverse_complement,
+    )
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -73,6 +83,7 @@ def check_same_run(directory: Path, plan, options: ScoringOptions, model_id: str
     """Shards of a run with another model, plan or options must not be mixed into this one."""
     manifest = directory / "run.json"
     current = {
+        "scores_version": SCORES_VERSION,
         "model": model_id,
         "options": {"reverse_complement": options.reverse_complement},
         "items": [item.to_dict() for item in plan],
@@ -82,7 +93,8 @@ def check_same_run(directory: Path, plan, options: ScoringOptions, model_id: str
         if previous != current:
             raise ValueError(
                 f"{directory} holds shards of a scoring run with another model, other regions, "
-                f"segments or options; use another output prefix or delete that folder"
+                f"segments or options, or of an older gfssm; use another output prefix or "
+                f"delete that folder"
             )
     else:
         manifest.write_text(json.dumps(current))

@@ -2,6 +2,10 @@
 
 - ``<prefix>.log2_prob.bedGraph.gz`` and ``<prefix>.entropy_bits.bedGraph.gz``: one line
   per scored base (bgzip, with a tabix index), N bases left out;
+- ``<prefix>.log2_prob.bw`` and ``<prefix>.entropy_bits.bw``: the same per-base values as
+  bigWig (float32, unrounded), for genome browsers; the header holds every contig of the
+  FASTA index with its length, in byte order of the names (as ``bedGraphToBigWig`` sorts);
+- ``<prefix>.trackDb.txt``: a track-hub stanza per bigWig (``bigDataUrl`` relative to it);
 - ``<prefix>.windows.parquet``: per window of ``summary_window`` bases (a fixed grid on
   each contig): bases, scored bases, mean log2 probability, bits per base, mean entropy,
   GC and N fractions.
@@ -12,16 +16,20 @@ never replaces earlier outputs.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pyBigWig
 import pysam
 
 from gfssm.tasks.dna.scoring.plan import WorkItem
@@ -46,10 +54,19 @@ SUMMARY_SCHEMA = pa.schema(
 )
 
 
+#: per track: short label (at most 17 characters), what the value is, colour (R,G,B)
+TRACK_LABELS = {
+    "log2_prob": ("GFSSM log2 P", "log2 P(base | upstream)", "31,119,180"),
+    "entropy_bits": ("GFSSM entropy", "entropy of the prediction (bits)", "214,39,40"),
+}
+
+
 @dataclass(frozen=True)
 class ScoreOutputs:
     bedgraphs: dict[str, Path]
     summary: Path
+    bigwigs: dict[str, Path]
+    trackdb: Path
 
 
 def output_paths(prefix: str | Path) -> ScoreOutputs:
@@ -57,6 +74,8 @@ def output_paths(prefix: str | Path) -> ScoreOutputs:
     return ScoreOutputs(
         bedgraphs={t: Path(f"{prefix}.{t}.bedGraph.gz") for t in TRACKS},
         summary=Path(f"{prefix}.windows.parquet"),
+        bigwigs={t: Path(f"{prefix}.{t}.bw") for t in TRACKS},
+        trackdb=Path(f"{prefix}.trackDb.txt"),
     )
 
 
@@ -145,15 +164,25 @@ def merge_shards(
     store: ShardStore,
     prefix: str | Path,
     *,
+    chrom_sizes: Mapping[str, int],
     summary_window: int = 1000,
+    reverse_complement: bool = False,
 ) -> ScoreOutputs:
-    """Write the bedGraphs and window summary of the done items of ``plan``."""
+    """Write the bedGraphs, bigWigs, trackDb and window summary of the done items of
+    ``plan``. ``chrom_sizes``: every contig of the FASTA index and its length (the bigWig
+    header; ``Genome.lengths``); ``reverse_complement`` only words the track labels."""
     missing = [item.key for item in plan if not store.is_done(item)]
     if missing:
         raise FileNotFoundError(
             f"{store.directory}: {len(missing)} item(s) not scored yet, e.g. {missing[0]}; "
             f"run the scoring (it resumes) before merging"
         )
+    for item in plan:
+        if item.end > chrom_sizes.get(item.contig, -1):
+            raise ValueError(
+                f"item {item.key} ends at {item.end}, past contig {item.contig!r} of "
+                f"length {chrom_sizes.get(item.contig)} in chrom_sizes"
+            )
     final = output_paths(prefix)
     # tabix wants the .gz suffix, so the partial files keep it
     partial = {t: Path(f"{prefix}.{t}.partial.bedGraph.gz") for t in final.bedgraphs}
@@ -185,5 +214,83 @@ def merge_shards(
         pysam.tabix_index(str(path), preset="bed", force=True, keep_original=True)
         os.replace(f"{path}.tbi", f"{final.bedgraphs[track]}.tbi")
         os.replace(path, final.bedgraphs[track])
+    partial_bw = {t: Path(f"{prefix}.{t}.partial.bw") for t in final.bigwigs}
+    _write_bigwigs(plan, store, partial_bw, chrom_sizes)
+    for track, path in partial_bw.items():
+        os.replace(path, final.bigwigs[track])
+    trackdb = Path(f"{final.trackdb}.partial")
+    trackdb.write_text(_trackdb(final, reverse_complement))
+    os.replace(trackdb, final.trackdb)
     os.replace(f"{final.summary}.partial", final.summary)
     return final
+
+
+def _finite_runs(values: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, values) of each run of consecutive finite values (N bases are gaps)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        yield 0, values
+        return
+    bounds = np.concatenate(
+        [[0], np.flatnonzero(np.diff(finite.view(np.int8))) + 1, [values.size]]
+    ).tolist()
+    for a, b in itertools.pairwise(bounds):
+        if finite[a]:
+            yield a, values[a:b]
+
+
+def _write_bigwigs(
+    plan: Sequence[WorkItem],
+    store: ShardStore,
+    paths: Mapping[str, Path],
+    chrom_sizes: Mapping[str, int],
+) -> None:
+    """One bigWig per track, streamed from the shards block by block, contigs in byte order
+    of their names (as UCSC's tools sort them) and positions increasing within each contig.
+    Our side holds one block; libBigWig keeps its zoom summaries (about 4 bytes per scored
+    base) until it closes the file, so the tracks are written one after the other."""
+    header = sorted(((c, int(n)) for c, n in chrom_sizes.items()), key=lambda cn: cn[0].encode())
+    order = sorted(plan, key=lambda it: (it.contig.encode(), it.start))
+    for track, path in paths.items():
+        handle = pyBigWig.open(str(path), "w")
+        try:
+            handle.addHeader(header, maxZooms=10)
+            for item in order:
+                values_of = getattr(store.read(item), track)
+                for a in range(0, item.length, BLOCK):
+                    values = np.asarray(values_of[a : min(item.length, a + BLOCK)], np.float32)
+                    for offset, run in _finite_runs(values):
+                        handle.addEntries(
+                            item.contig, item.start + a + offset, values=run, span=1, step=1
+                        )
+        finally:
+            handle.close()
+
+
+def _trackdb(outputs: ScoreOutputs, reverse_complement: bool) -> str:
+    """Track-hub stanzas naming the bigWigs (``bigDataUrl`` relative to the trackDb)."""
+    stem = outputs.trackdb.name.removesuffix(".trackDb.txt")
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_") or "gfssm"
+    if not name[0].isalpha():
+        name = f"gfssm_{name}"
+    strands = "both strands averaged" if reverse_complement else "forward strand"
+    stanzas = []
+    for track, path in outputs.bigwigs.items():
+        short, what, color = TRACK_LABELS[track]
+        stanzas.append(
+            "\n".join(
+                [
+                    f"track {name}_{track}",
+                    "type bigWig",
+                    f"bigDataUrl {quote(path.name)}",
+                    f"shortLabel {short}",
+                    f"longLabel {f'GFSSM {what}, {strands}: {stem}'[:76]}",
+                    "visibility full",
+                    "autoScale on",
+                    "alwaysZero on",
+                    f"color {color}",
+                    "maxHeightPixels 100:48:8",
+                ]
+            )
+        )
+    return "\n\n".join(stanzas) + "\n"

@@ -23,6 +23,13 @@ from gfssm.tasks.dna.scoring.plan import WorkItem
 from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
 
 LOG2E = 1.0 / math.log(2.0)
+#: the score of a base no stream has context for (a contig's first base, forward only):
+#: the uniform prediction, log2(1/4) and 2 bits of entropy. The models are trained on plain
+#: base windows without a ``<bos>`` token (see ``windows.make_batch``), so they have no
+#: trained prediction from an empty context; the uniform one is what a model that knows
+#: nothing predicts, and what a sequence compressor charges for its first symbol.
+NO_CONTEXT_LOG2_PROB = -2.0
+NO_CONTEXT_ENTROPY_BITS = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,8 @@ class ScoringOptions:
 @dataclass
 class SegmentScores:
     """Per base of ``item``: log2 P(base | context) and the entropy (bits) of the
-    prediction, NaN where unscored (N bases, or a first base with no context); base
-    tokens (n,) uint8."""
+    prediction, NaN at N bases only (a base without any context gets the uniform
+    prediction, :data:`NO_CONTEXT_LOG2_PROB`); base tokens (n,) uint8."""
 
     item: WorkItem
     log2_prob: np.ndarray
@@ -103,7 +110,10 @@ def score_work_item(
 
     The forward pass streams ``[context_start, end)``; the optional reverse-complement pass
     streams ``[start, context_end)`` backwards on the other strand, and the two are averaged
-    per base (a base scored by one pass only keeps that score).
+    per base (a base scored by one pass only keeps that score). Every base but N is scored:
+    the first base of a stream has no context, so it keeps the other strand's score or,
+    forward only, gets the uniform prediction (a region or segment that starts after base
+    0 with ``warmup`` > 0 reads the bases before it instead, so its first base has context).
     """
     options = options or ScoringOptions()
     was_training = model.training
@@ -142,6 +152,10 @@ def score_work_item(
         )
         if options.reverse_complement:
             _reverse_pass(model, genome, item, options, scores, device, progress)
+        if item.length and scores.base[0] < N_BASES and not np.isfinite(scores.log2_prob[0]):
+            # no pass had context for the item's first base (it starts its forward stream)
+            scores.log2_prob[0] = NO_CONTEXT_LOG2_PROB
+            scores.entropy_bits[0] = NO_CONTEXT_ENTROPY_BITS
     finally:
         model.train(was_training)
     return scores

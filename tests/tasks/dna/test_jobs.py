@@ -138,6 +138,12 @@ def test_genome_job_equals_single_process_scoring(task, loaded, tmp_path, monkey
         ours = work / "scores" / f"lambda.{track}.bedGraph.gz"
         assert gzip.decompress(ours.read_bytes()) == gzip.decompress(path.read_bytes())
         assert (work / "scores" / f"lambda.{track}.bedGraph.gz.tbi").exists()
+        ours_bw = work / "scores" / f"lambda.{track}.bw"
+        assert ours_bw.read_bytes() == single.bigwigs[track].read_bytes()
+    assert any("lambda.trackDb.txt" in line for line in lines)
+    trackdb = (work / "scores" / "lambda.trackDb.txt").read_text()
+    assert "bigDataUrl lambda.log2_prob.bw" in trackdb
+    assert "bigDataUrl lambda.entropy_bits.bw" in trackdb
     ours = pq.read_table(work / "scores" / "lambda.windows.parquet")
     assert ours.equals(pq.read_table(single.summary))
 
