@@ -69,6 +69,7 @@ class Record:
     spill_loads: int
     shared: int
     fits: bool
+    estimate: int = -1  # the autotuner's shared-memory bound (-1: the kernel has none)
 
 
 class _Launcher:
@@ -171,7 +172,8 @@ class Recorder:
         regs, stores, loads = self._ptxas_stats()
         config = " ".join([*tuned, f"w{metadata.num_warps}", f"s{metadata.num_stages}"])
         record = Record(self.case, name, config, regs, stores, loads, metadata.shared,
-                        metadata.shared <= self.max_shared)  # fmt: skip
+                        metadata.shared <= self.max_shared,
+                        _estimate(name, consts, src, metadata))  # fmt: skip
         self.records.append(record)
 
     def loaded(self, name: str) -> tuple[int, int]:
@@ -210,6 +212,18 @@ def int32_row_offsets(ttir: str, kernel: str) -> list[str]:
             if hit:
                 found.append(f"{kernel}: 32-bit offset, row index times {', '.join(sorted(hit))}")
     return sorted(set(found))
+
+
+def _estimate(name: str, consts: dict, src, metadata) -> int:
+    """The kernel's registered shared-memory bound for this compiled config, or -1."""
+    from gfssm.kernels.triton_support import SHARED_ESTIMATES
+
+    if name not in SHARED_ESTIMATES:
+        return -1
+    ptr = getattr(src, "signature", {}).get("x_ptr", "*fp32")
+    elem = {"*fp32": 4, "*bf16": 2, "*fp16": 2}.get(ptr, 4)
+    params = {**consts, "elem": elem, "num_stages": metadata.num_stages}
+    return int(SHARED_ESTIMATES[name](params))
 
 
 def _dims_of(src) -> set[str]:
@@ -382,14 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.table, "w") as f:
             f.write(table + "\n")
     too_big = [r for r in records if not r.fits]
+    under = [r for r in records if 0 <= r.estimate < r.shared]
+    for r in under:
+        print(f"SHARED-MEMORY BOUND TOO LOW {r.case} {r.kernel} [{r.config}]: estimate "
+              f"{r.estimate} B < {r.shared} B allocated", file=sys.stderr)  # fmt: skip
     for r in too_big:
         print(f"TOO MUCH SHARED MEMORY {r.case} {r.kernel} [{r.config}]: {r.shared} B "
               f"> {MAX_SHARED.get(args.arch)} B", file=sys.stderr)  # fmt: skip
     for e in errors:
         print(f"FAILED {e}", file=sys.stderr)
     print(f"{len(records)} configs compiled for sm_{args.arch} in {time.time() - start:.0f} s; "
-          f"{len(too_big)} too large, {len(errors)} failed launches")  # fmt: skip
-    return 1 if too_big or errors else 0
+          f"{len(too_big)} too large, {len(under)} above their bound, "
+          f"{len(errors)} errors")  # fmt: skip
+    return 1 if too_big or errors or under else 0
 
 
 if __name__ == "__main__":

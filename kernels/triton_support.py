@@ -178,3 +178,60 @@ class TensorCache:
         while len(self._entries) > self.size:
             self._entries.pop(next(iter(self._entries)))
         return value
+
+
+# Shared memory per block on an H100/H200 (sm_90), used when no device can be asked.
+DEFAULT_MAX_SHARED = 232_448
+
+# Upper bounds of the shared memory a kernel's config needs, by kernel name: functions of
+# a dict with the kernel's block sizes (constexprs and config values), ``elem`` (bytes of
+# the operand dtype) and ``num_stages``. The autotuner prunes configs over the device's
+# shared memory with them, before benchmarking; the resource check
+# (``python -m gfssm.kernels.triton_compile_check``) fails where one is below what Triton
+# actually allocates, so they stay upper bounds.
+SHARED_ESTIMATES: dict = {}
+
+
+def shared_estimate(name: str):
+    """Register the shared-memory upper bound of kernel ``name``."""
+
+    def register(fn):
+        SHARED_ESTIMATES[name] = fn
+        return fn
+
+    return register
+
+
+def device_shared_memory() -> int:
+    """Shared memory per block of the current device (Triton's driver), or an H100's."""
+    try:
+        from triton.runtime.driver import driver
+
+        device = driver.active.get_current_device()
+        return int(driver.active.utils.get_device_properties(device)["max_shared_mem"])
+    except Exception:  # no device to ask
+        return DEFAULT_MAX_SHARED
+
+
+def estimate_params(kwargs: dict, config, elem: int) -> dict:
+    return {**kwargs, **config.kwargs, "elem": elem, "num_stages": config.num_stages,
+            "num_warps": config.num_warps}  # fmt: skip
+
+
+def prune_by_shared_memory(name: str, dtype_arg: str = "x_ptr"):
+    """``early_config_prune`` for ``triton.autotune``: drops the configs whose
+    shared-memory bound exceeds the device's, keeping at least the smallest one (a launch
+    that cannot fit then fails loudly instead of silently using nothing)."""
+
+    def prune(configs, named_args, **kwargs):
+        elem = named_args[dtype_arg].element_size()
+        estimate = SHARED_ESTIMATES[name]
+
+        def need(config):
+            return estimate(estimate_params(kwargs, config, elem))
+
+        limit = device_shared_memory()
+        kept = [c for c in configs if need(c) <= limit]
+        return kept or [min(configs, key=need)]
+
+    return prune

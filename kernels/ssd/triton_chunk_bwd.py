@@ -41,7 +41,12 @@ from gfssm.kernels.ssd.triton_common import (
     intra_mask,
     load_rows,
 )
-from gfssm.kernels.triton_support import built_interpreted, one_config_when_interpreting
+from gfssm.kernels.triton_support import (
+    built_interpreted,
+    one_config_when_interpreting,
+    prune_by_shared_memory,
+    shared_estimate,
+)
 
 BUILT_INTERPRETED = built_interpreted()
 
@@ -55,11 +60,31 @@ _DBC_CONFIGS = one_config_when_interpreting(
 )
 
 
-@triton.autotune(configs=_DX_CONFIGS, key=["P", "N", "Q", "HAS_SEQ", "HAS_INIT", "HAS_SINK"])
+@shared_estimate("ssd_chunk_bwd_dx_kernel")
+def _dx_shared(k: dict) -> int:
+    """x, dy, a slice of B, C, S and GS, the (Q, Q) tiles (C B^T fp32, one operand), the
+    sink and initial-token tiles."""
+    e, Q, BN, BP = k["elem"], k["Q"], k["BLOCK_N"], k["BLOCK_P"]
+    tiles = e * (2 * Q * BP + 2 * Q * BN + 2 * BP * BN + Q * Q) + 8 * Q * Q
+    return tiles * k["num_stages"] + e * (k["NI"] + k["SP"]) * (BN + BP + Q)
+
+
+@shared_estimate("ssd_chunk_bwd_dbc_kernel")
+def _dbc_shared(k: dict) -> int:
+    e, Q, BN, BP = k["elem"], k["Q"], k["BLOCK_N"], k["BLOCK_P"]
+    tiles = e * (2 * Q * BP + 2 * Q * BN + 2 * BP * BN + 2 * Q * Q)
+    return tiles * k["num_stages"] + e * (k["NI"] + k["SP"]) * (BN + BP + Q)
+
+
+@triton.autotune(
+    configs=_DX_CONFIGS,
+    key=["P", "N", "Q", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0"],
+    prune_configs_by={"early_config_prune": prune_by_shared_memory("ssd_chunk_bwd_dx_kernel")},
+)
 @triton.jit
 def ssd_chunk_bwd_dx_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, sk_ptr, sv_ptr, gain_ptr,
-    seg_ptr, pos_ptr, meta_ptr, I0_ptr, dy_ptr, cb_ptr,
+    seg_ptr, pos_ptr, meta_ptr, I0_ptr, dy_ptr, cb_ptr, kc_ptr, cbp_ptr,
     states_ptr, grad_states_ptr, slot_dx_ptr, slot_dd_ptr,
     dx_ptr, ddt_ptr, part_ptr, dsv_ptr,
     b_size, L, nc, H, G, HPG, P, N, n_sink, n_init, lo, hi, NSLOT,
@@ -125,7 +150,6 @@ def ssd_chunk_bwd_dx_kernel(
         k = tl.arange(0, NI)
         pre = tl.load(meta + 2) + k  # initial tokens of the entering sequence, earlier chunks
         pre_ok = k < tl.load(meta + 3)
-        cb_pre = tl.zeros((Q, NI), dtype=tl.float32)
     dx = tl.dot(tl.trans(w * cb).to(OP), dyt, input_precision=DOT_PREC)
     if HAS_I0:
         if HAS_SEQ:
@@ -133,10 +157,10 @@ def ssd_chunk_bwd_dx_kernel(
         else:
             enter0 = c >= 0
         i0_c = tl.zeros((Q, BLOCK_P), dtype=tl.float32)
+    grp_chunk = (b * nc + c) * G + g
     if HAS_SINK:
         s = tl.arange(0, SP)
         s_ok = s < n_sink
-        kc = tl.zeros((Q, SP), dtype=tl.float32)
 
     # Reductions over N of the state terms, BLOCK_N columns at a time.
     state = ((b * H + h) * nc + c) * P * N  # fp32 (P, N) per (row, head, chunk)
@@ -155,15 +179,9 @@ def ssd_chunk_bwd_dx_kernel(
         s_c = tl.dot(Ct, tl.trans(S), acc=s_c, input_precision=DOT_PREC)
         gs_b = tl.dot(Bt, tl.trans(GS), acc=gs_b, input_precision=DOT_PREC)
         gs_s += tl.sum(tl.sum(GS.to(tl.float32) * S.to(tl.float32), axis=1), axis=0)
-        if HAS_INIT:
-            B_pre = load_rows(B_grp, pre, pre_ok, n, n_ok, sbl, sbn).to(OP)
-            cb_pre = tl.dot(Ct, tl.trans(B_pre), acc=cb_pre, input_precision=DOT_PREC)
         if HAS_I0:
             I0 = tl.load(I0_ptr + (b * H + h) * P * N + pn, mask=pn_ok, other=0.0).to(OP)
             i0_c = tl.dot(Ct, tl.trans(I0), acc=i0_c, input_precision=DOT_PREC)
-        if HAS_SINK:
-            sink_k = load_rows(sk_ptr + g * N, s, s_ok, n, n_ok, G * N, 1).to(OP)
-            kc = tl.dot(Ct, tl.trans(sink_k), acc=kc, input_precision=DOT_PREC)
 
     read = tl.where(enters, tl.exp(l), 0.0)
     dl += read * tl.sum(dy32 * s_c, axis=1)
@@ -188,7 +206,8 @@ def ssd_chunk_bwd_dx_kernel(
     dx_ptrs = dx_ptr + ((b * L + t[:, None]) * H + h) * P + p[None, :]
     tl.store(dx_ptrs, dx.to(dx_ptr.dtype.element_ty), mask=t_ok[:, None] & p_ok[None, :])
 
-    if HAS_SINK:  # learned sink, low rank: y += (C k^T) v
+    if HAS_SINK:  # learned sink, low rank: y += (C k^T) v, C k^T from the forward
+        kc = tl.load(kc_ptr + grp_chunk * Q * SP + q[:, None] * SP + s[None, :])
         dsv = tl.dot(tl.trans(kc.to(OP)), dyt, input_precision=DOT_PREC)  # (SP, P)
         dsv_ptrs = dsv_ptr + ((part * SP + s[:, None]) * P + p[None, :])
         tl.store(dsv_ptrs, dsv, mask=s_ok[:, None] & p_ok[None, :])
@@ -197,6 +216,7 @@ def ssd_chunk_bwd_dx_kernel(
         x_pre = load_rows(x_head, pre, pre_ok, p, p_ok, sxl, sxp)
         dyx_pre = tl.dot(dyt, tl.trans(x_pre), input_precision=DOT_PREC)  # (Q, NI)
         coef = tl.where(enters[:, None], dyx_pre * d_pre[None, :], 0.0)
+        cb_pre = tl.load(cbp_ptr + grp_chunk * Q * NI + q[:, None] * NI + k[None, :])
         dgain += tl.sum(coef * cb_pre, axis=1)
     if HAS_I0:  # noqa: SIM102 (enter0 exists only when HAS_I0)
         if enter0:  # the first sequence reads the initial state's sink
@@ -215,7 +235,11 @@ def ssd_chunk_bwd_dx_kernel(
     tl.store(part_ptr + 3 * stride + part, tl.sum(ddt, axis=0))
 
 
-@triton.autotune(configs=_DBC_CONFIGS, key=["P", "N", "Q", "HAS_SEQ", "HAS_INIT", "HAS_SINK"])
+@triton.autotune(
+    configs=_DBC_CONFIGS,
+    key=["P", "N", "Q", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0"],
+    prune_configs_by={"early_config_prune": prune_by_shared_memory("ssd_chunk_bwd_dbc_kernel")},
+)
 @triton.jit
 def ssd_chunk_bwd_dbc_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, bias_ptr, sk_ptr, sv_ptr, gain_ptr,

@@ -105,34 +105,43 @@ class SsdScanFunction(torch.autograd.Function):
         dummy = torch.zeros(1, device=x.device, dtype=torch.int32)
         y = new_buffer(b, L, H, P, device=x.device, dtype=x.dtype)
         S_final = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
-        cb = new_buffer(b, lay.nchunks, G, lay.chunk, lay.chunk, device=x.device,
-                        dtype=torch.float32)  # fmt: skip
+        SP = next_power_of_2(n_sink, 16)
+        group_chunks = (b, lay.nchunks, G, lay.chunk)
+        cb = new_buffer(*group_chunks, lay.chunk, device=x.device, dtype=torch.float32)
+        kc = new_buffer(*group_chunks, SP, device=x.device, dtype=torch.float32) if n_sink else cb
+        cbp = (
+            new_buffer(*group_chunks, opt.ni, device=x.device, dtype=torch.float32)
+            if opt.has_init
+            else cb
+        )
         triton_scan.ssd_chunk_cb_kernel[(lay.nchunks, b * G)](
-            B, C, cb, L, lay.nchunks, G, N, *B.stride(), *C.stride(),
-            Q=lay.chunk, BLOCK_N=next_power_of_2(N, 16), DOT_PREC=dot_precision(x.dtype),
+            B, C, _or(sink_k, A), _or(lay.chunks, dummy), cb, kc, cbp, L, lay.nchunks, G, N,
+            n_sink, *B.stride(), *C.stride(),
+            Q=lay.chunk, BLOCK_N=next_power_of_2(N, 16), NI=opt.ni, SP=SP,
+            HAS_SINK=n_sink > 0, HAS_INIT=opt.has_init, DOT_PREC=dot_precision(x.dtype),
             num_warps=4,
         )  # fmt: skip
         triton_scan.ssd_forward_kernel[lambda m: (b * H, triton.cdiv(P, m["BLOCK_P"]))](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A),
             _or(gain, A), _or(lay.seg, dummy), _or(lay.pos, dummy), _or(lay.chunks, dummy),
-            _or(S0, A), _or(I0, A), cb, y, S_final, A,
+            _or(S0, A), _or(I0, A), cb, kc, cbp, y, S_final, A,
             L, lay.nchunks, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi,
             *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *y.stride(),
             Q=lay.chunk, BLOCK_N=next_power_of_2(N, 16), NI=opt.ni,
-            SP=next_power_of_2(n_sink, 16), HAS_D=D is not None, HAS_BIAS=dt_bias is not None,
+            SP=SP, HAS_D=D is not None, HAS_BIAS=dt_bias is not None,
             SOFTPLUS=opt.softplus, HAS_SEQ=lay.seg is not None, HAS_SINK=n_sink > 0,
             HAS_INIT=opt.has_init, HAS_S0=S0 is not None, HAS_I0=I0 is not None,
             WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, STRIDE=1,
             DOT_PREC=dot_precision(x.dtype),
         )  # fmt: skip
-        ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb)
+        ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb, kc, cbp)
         ctx.opt = opt
         return y, S_final
 
     @staticmethod
     @on_input_device
     def backward(ctx, dy, dS_final):
-        x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb = ctx.saved_tensors
+        x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb, kc, cbp = ctx.saved_tensors
         opt: _Options = ctx.opt
         lay = opt.layout
         b, L, H, P = x.shape
@@ -152,10 +161,12 @@ class SsdScanFunction(torch.autograd.Function):
         def seq_grid(m):
             return (b * H, triton.cdiv(P, m["BLOCK_P"]))
 
-        states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=f32)
+        # The stored states and adjoints are read only as dot operands, rounded to the input
+        # dtype: stored in it (half the bytes of fp32 at bf16/fp16, the same results).
+        states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
         triton_scan.ssd_forward_kernel[seq_grid](
             x, dt, A, B, C, A, _or(dt_bias, A), A, A, A, seg, pos, chunks, _or(S0, A), A,
-            A, A, A, states,
+            A, A, A, A, A, states,
             L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, *strides, 0, 0, 0, 0,
             SP=16, HAS_D=False, HAS_SINK=False, HAS_INIT=False, HAS_S0=S0 is not None,
             HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, STRIDE=R,
@@ -164,7 +175,7 @@ class SsdScanFunction(torch.autograd.Function):
 
         track_gi = gain is not None and (opt.has_init or I0 is not None)
         slots = opt.has_init
-        grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=f32)
+        grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
         dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         # Initial-token slots, written per head by plain stores (no atomics: deterministic).
@@ -203,7 +214,7 @@ class SsdScanFunction(torch.autograd.Function):
         )
         triton_chunk_bwd.ssd_chunk_bwd_dx_kernel[(nc, b * H)](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A),
-            _or(gain, A), seg, pos, chunks, _or(I0, A), dy, cb, states, grad_states,
+            _or(gain, A), seg, pos, chunks, _or(I0, A), dy, cb, kc, cbp, states, grad_states,
             slot_dx, slot_dd, dx, ddt, part, dsv,
             b, L, nc, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi, opt.slots,
             *strides, *dy.stride(), HAS_D=D is not None, **chunk_args,

@@ -42,7 +42,12 @@ from gfssm.kernels.ssd.triton_common import (
     intra_mask,
     load_rows,
 )
-from gfssm.kernels.triton_support import built_interpreted, one_config_when_interpreting
+from gfssm.kernels.triton_support import (
+    built_interpreted,
+    one_config_when_interpreting,
+    prune_by_shared_memory,
+    shared_estimate,
+)
 
 BUILT_INTERPRETED = built_interpreted()
 
@@ -57,13 +62,39 @@ _SEQ_CONFIGS = one_config_when_interpreting(
 )
 
 
+@shared_estimate("ssd_chunk_cb_kernel")
+def _cb_shared(k: dict) -> int:
+    return k["elem"] * 2 * k["Q"] * k["BLOCK_N"] + 4 * k["Q"] * k["Q"]
+
+
+@shared_estimate("ssd_forward_kernel")
+def _forward_shared(k: dict) -> int:
+    """Tiles loaded per chunk (B, C, x, C B^T; num_stages copies when pipelined), the
+    state's operand copy and the sink tiles."""
+    e, Q, BN, BP = k["elem"], k["Q"], k["BLOCK_N"], k["BLOCK_P"]
+    tiles = e * (2 * Q * BN + Q * BP) + 4 * Q * Q
+    return tiles * k["num_stages"] + e * (BP * BN + (k["NI"] + k["SP"]) * (BN + BP))
+
+
+@shared_estimate("_state_grad_kernel")
+def _state_grad_shared(k: dict) -> int:
+    e, Q, BN, BP = k["elem"], k["Q"], k["BLOCK_N"], k["BLOCK_P"]
+    tiles = e * (2 * Q * BN + 2 * Q * BP)
+    return tiles * k["num_stages"] + e * (2 * BP * BN + k["NI"] * (BN + BP))
+
+
 @triton.jit
 def ssd_chunk_cb_kernel(
-    B_ptr, C_ptr, cb_ptr, L, nc, G, N, sbb, sbl, sbg, sbn, scb, scl, scg, scn,
-    Q: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+    B_ptr, C_ptr, sk_ptr, meta_ptr, cb_ptr, kc_ptr, cbp_ptr, L, nc, G, N, n_sink,
+    sbb, sbl, sbg, sbn, scb, scl, scg, scn,
+    Q: tl.constexpr, BLOCK_N: tl.constexpr, NI: tl.constexpr, SP: tl.constexpr,
+    HAS_SINK: tl.constexpr, HAS_INIT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):  # fmt: skip
-    """``C_tau . B_sigma`` of every chunk, (b, nc, G, Q, Q) fp32: formed once per group here
-    instead of once per head and block of P in the forward kernel (H/G * P/BLOCK_P times)."""
+    """Products with ``C_tau`` that every head of a group shares, per chunk, fp32: formed
+    once per group here instead of once per head and block of P (H/G * P/BLOCK_P times):
+    ``C B^T`` (b, nc, G, Q, Q); with HAS_SINK ``C k^T`` of the learned sink's keys
+    (b, nc, G, Q, SP); with HAS_INIT ``C B^T`` against the initial tokens of the sequence
+    entering the chunk that lie in earlier chunks (b, nc, G, Q, NI)."""
     c = tl.program_id(0)
     bg = tl.program_id(1)
     b = (bg // G).to(tl.int64)
@@ -73,18 +104,36 @@ def ssd_chunk_cb_kernel(
     t = c * Q + q
     t_ok, n_ok = t < L, n < N
     OP = B_ptr.dtype.element_ty
-    Bt = load_rows(B_ptr + b * sbb + g * sbg, t, t_ok, n, n_ok, sbl, sbn)
+    B_grp = B_ptr + b * sbb + g * sbg
+    Bt = load_rows(B_grp, t, t_ok, n, n_ok, sbl, sbn)
     Ct = load_rows(C_ptr + b * scb + g * scg, t, t_ok, n, n_ok, scl, scn).to(OP)
     cb = tl.dot(Ct, tl.trans(Bt), input_precision=DOT_PREC)
-    tl.store(cb_ptr + ((b * nc + c) * G + g) * Q * Q + q[:, None] * Q + q[None, :], cb)
+    base = (b * nc + c) * G + g
+    tl.store(cb_ptr + base * Q * Q + q[:, None] * Q + q[None, :], cb)
+    if HAS_SINK:
+        s = tl.arange(0, SP)
+        sink_k = load_rows(sk_ptr + g * N, s, s < n_sink, n, n_ok, G * N, 1).to(OP)
+        kc = tl.dot(Ct, tl.trans(sink_k), input_precision=DOT_PREC)  # (Q, SP)
+        tl.store(kc_ptr + base * Q * SP + q[:, None] * SP + s[None, :], kc)
+    if HAS_INIT:
+        meta = meta_ptr + (b * nc + c) * 4
+        k = tl.arange(0, NI)
+        pre, pre_ok = tl.load(meta + 2) + k, k < tl.load(meta + 3)
+        B_pre = load_rows(B_grp, pre, pre_ok, n, n_ok, sbl, sbn).to(OP)
+        cbp = tl.dot(Ct, tl.trans(B_pre), input_precision=DOT_PREC)  # (Q, NI)
+        tl.store(cbp_ptr + base * Q * NI + q[:, None] * NI + k[None, :], cbp)
 
 
-@triton.autotune(configs=_SEQ_CONFIGS, key=["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT"])
+@triton.autotune(
+    configs=_SEQ_CONFIGS,
+    key=["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0"],
+    prune_configs_by={"early_config_prune": prune_by_shared_memory("ssd_forward_kernel")},
+)
 @triton.jit
 def ssd_forward_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, sk_ptr, sv_ptr, gain_ptr,
-    seg_ptr, pos_ptr, meta_ptr, S0_ptr, I0_ptr, cb_ptr, y_ptr, S_out_ptr, states_ptr,
-    L, nc, H, G, HPG, P, N, n_sink, n_init, lo, hi,
+    seg_ptr, pos_ptr, meta_ptr, S0_ptr, I0_ptr, cb_ptr, kc_ptr, cbp_ptr, y_ptr, S_out_ptr,
+    states_ptr, L, nc, H, G, HPG, P, N, n_sink, n_init, lo, hi,
     sxb, sxl, sxh, sxp, sdb, sdl, sdh, sbb, sbl, sbg, sbn, scb, scl, scg, scn,
     syb, syl, syh, syp,
     Q: tl.constexpr, BLOCK_N: tl.constexpr, NI: tl.constexpr, SP: tl.constexpr,
@@ -123,7 +172,6 @@ def ssd_forward_kernel(
         S = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
     if HAS_SINK and WRITE_Y:
         s = tl.arange(0, SP)
-        sink_k = load_rows(sk_ptr + g * N, s, s < n_sink, n, n_ok, G * N, 1).to(OP)
         sink_v = load_rows(sv_ptr + h * P, s, s < n_sink, p, p_ok, H * P, 1).to(OP)
 
     for c in tl.range(0, nc):
@@ -138,7 +186,9 @@ def ssd_forward_kernel(
         if STORE_STATES:  # noqa: SIM102 (the state entering every STRIDE-th chunk)
             if c % STRIDE == 0:
                 slot_c = (b * H + h) * tl.cdiv(nc, STRIDE) + c // STRIDE
-                tl.store(states_ptr + slot_c * P * N + pn, S, mask=pn_ok)
+                tl.store(
+                    states_ptr + slot_c * P * N + pn, S.to(states_ptr.dtype.element_ty), mask=pn_ok
+                )
         if WRITE_Y:
             Ct = load_rows(C_grp, t, t_ok, n, n_ok, scl, scn).to(OP)
             mask = intra_mask(seg, q, HAS_SEQ)
@@ -150,8 +200,9 @@ def ssd_forward_kernel(
             acc = tl.dot((w * cb).to(OP), xt, input_precision=DOT_PREC)
             read = tl.where(enters, tl.exp(l), 0.0)
             acc += read[:, None] * tl.dot(Ct, tl.trans(S.to(OP)), input_precision=DOT_PREC)
-            if HAS_SINK:
-                kc = tl.dot(Ct, tl.trans(sink_k), input_precision=DOT_PREC)  # (Q, SP)
+            grp_chunk = (b * nc + c) * G + g
+            if HAS_SINK:  # C k^T from ssd_chunk_cb_kernel
+                kc = tl.load(kc_ptr + grp_chunk * Q * SP + q[:, None] * SP + s[None, :])
                 acc += tl.dot(kc.to(OP), sink_v, input_precision=DOT_PREC)
             if HAS_INIT:
                 # Initial tokens of the entering sequence that lie in earlier chunks.
@@ -165,8 +216,8 @@ def ssd_forward_kernel(
                         dt_head + r.to(tl.int64) * sdl, r_ok, bias_h, lo, hi, SOFTPLUS
                     )
                     x_pre = load_rows(x_head, r, r_ok, p, p_ok, sxl, sxp)
-                    B_pre = load_rows(B_grp, r, r_ok, n, n_ok, sbl, sbn).to(OP)
-                    coef = tl.dot(Ct, tl.trans(B_pre), input_precision=DOT_PREC)  # (Q, NI)
+                    cbp = cbp_ptr + grp_chunk * Q * NI + q[:, None] * NI + k[None, :]
+                    coef = tl.load(cbp)  # C B^T against them, from ssd_chunk_cb_kernel
                     coef = tl.where(enters[:, None], coef * (gamma * d_pre)[None, :], 0.0)
                     acc += tl.dot(coef.to(OP), x_pre, input_precision=DOT_PREC)
             if HAS_I0:
@@ -248,7 +299,11 @@ def _state_grad_kernel(
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
         if (c % STRIDE == STRIDE - 1) | (c == nc - 1):  # dL/dS after every STRIDE chunks
             slot_c = (b * H + h) * tl.cdiv(nc, STRIDE) + c // STRIDE
-            tl.store(grad_states_ptr + slot_c * P * N + pn, GS, mask=pn_ok)
+            tl.store(
+                grad_states_ptr + slot_c * P * N + pn,
+                GS.to(grad_states_ptr.dtype.element_ty),
+                mask=pn_ok,
+            )
 
         if HAS_SLOTS:
             # Initial tokens of the chunk's last sequence reach later chunks through I.
@@ -289,9 +344,10 @@ def _state_grad_kernel(
 
 _STATE_GRAD_KEY = ["P", "N", "Q", "HAS_SEQ", "TRACK_GI", "HAS_SLOTS", "STRIDE"]
 # Blocks of P in parallel (no initial-token slots).
-ssd_state_grad_kernel = triton.autotune(configs=_SEQ_CONFIGS, key=_STATE_GRAD_KEY)(
-    _state_grad_kernel
-)
+_STATE_GRAD_PRUNE = {"early_config_prune": prune_by_shared_memory("_state_grad_kernel")}
+ssd_state_grad_kernel = triton.autotune(
+    configs=_SEQ_CONFIGS, key=_STATE_GRAD_KEY, prune_configs_by=_STATE_GRAD_PRUNE
+)(_state_grad_kernel)
 # One program per (row, head), BLOCK_P given by the launcher (initial-token slots).
 ssd_state_grad_whole_p_kernel = triton.autotune(
     configs=one_config_when_interpreting(
@@ -299,4 +355,5 @@ ssd_state_grad_whole_p_kernel = triton.autotune(
         triton.Config({}, num_warps=4),
     ),
     key=_STATE_GRAD_KEY,
+    prune_configs_by=_STATE_GRAD_PRUNE,
 )(_state_grad_kernel)
