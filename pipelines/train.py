@@ -120,9 +120,12 @@ def build_trainer(
     )
 
 
-def fit_to_cluster(experiment: Experiment, log, extra_cpus: float = 0.0) -> Experiment:
+def fit_to_cluster(
+    experiment: Experiment, log, extra_cpus: float = 0.0, share: int = 1
+) -> Experiment:
     """The local Ray cannot grow: size the worker group to what it has (CPUs per worker
-    shrunk, then workers, with a one-line notice) instead of waiting forever."""
+    shrunk, then workers, with a one-line notice) instead of waiting forever. ``share``
+    groups run at once (concurrent Tune trials), each with ``extra_cpus`` for its driver."""
     import ray
 
     train = experiment.train
@@ -132,7 +135,7 @@ def fit_to_cluster(experiment: Experiment, log, extra_cpus: float = 0.0) -> Expe
     if resolve_use_gpu(experiment) and workers > have_gpu:
         log(f"note: {workers} training workers but {have_gpu:g} GPU; using {int(have_gpu)}")
         workers = max(1, int(have_gpu))
-    room = have_cpu - extra_cpus
+    room = have_cpu / share - extra_cpus
     if workers * cpus <= room + 1e-9:
         if workers == train.num_workers:
             return experiment
@@ -143,7 +146,8 @@ def fit_to_cluster(experiment: Experiment, log, extra_cpus: float = 0.0) -> Expe
         log(
             f"note: {train.num_workers} training workers x {train.cpus_per_worker:g} CPU do "
             f"not fit in this Ray's {have_cpu:g} CPU"
-            + (f" (with {extra_cpus:g} for the trial driver)" if extra_cpus else "")
+            + (f" (with {extra_cpus:g} for each trial's driver)" if extra_cpus else "")
+            + (f" ({share} trials at a time)" if share > 1 else "")
             + f"; using {workers} x {fitted:g} CPU"
         )
         cpus = fitted

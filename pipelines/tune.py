@@ -226,7 +226,9 @@ def run_tune(
     tags = run_tags(task=task.name, preset=base.name, model_preset=base.preset, kind="tune")
     connect(ray_address)
     if not (ray_address or os.environ.get("RAY_ADDRESS")):
-        base = fit_to_cluster(base, log, extra_cpus=space.trial_cpus)
+        base = fit_to_cluster(
+            base, log, extra_cpus=space.trial_cpus, share=space.max_concurrent_trials
+        )
     parent = create_run(client, experiment=mlflow_experiment_name(base), run_name=name, tags=tags)
     client.log_text(parent, space_raw.__repr__(), "config/search_space.txt")
     client.log_text(parent, base.to_yaml(), "config/base_experiment.yaml")
@@ -257,8 +259,11 @@ def run_tune(
             metric=metric,
             mode=mode,
             num_samples=space.num_samples,
-            max_concurrent_trials=space.max_concurrent_trials,
-            search_alg=BasicVariantGenerator(random_state=space.seed),
+            # The generator caps concurrency itself (Tune ignores max_concurrent_trials with
+            # a generator, and then starts trials whose worker groups can never fit).
+            search_alg=BasicVariantGenerator(
+                random_state=space.seed, max_concurrent=space.max_concurrent_trials
+            ),
             scheduler=ASHAScheduler(
                 time_attr="step",
                 # Beyond the last step: a trial that runs to the end is never "stopped" by
@@ -268,7 +273,8 @@ def run_tune(
                 reduction_factor=space.reduction_factor,
             ),
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=1),
+        # verbose=0: no status table every few seconds; trials print their own progress.
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
     try:
         grid = tuner.fit()

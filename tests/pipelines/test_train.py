@@ -186,3 +186,20 @@ def test_bad_input_fails_in_the_driver_before_any_run(tracking_uri, tiny_dna, tm
         run_training(experiment, tracking_uri=tracking_uri, base_dir=tmp_path, log=print)
     exp = MlflowClient(tracking_uri).get_experiment_by_name(tiny_dna["tracking"]["experiment"])
     assert exp is None  # no run (not even a FAILED one) was created
+
+
+def test_worker_groups_are_sized_to_the_local_ray(local_ray, tiny_dna):
+    """2 workers x 1 CPU (+ a Tune trial's driver) on a 2-CPU Ray: shrunk to fit, said once;
+    two trials at a time share the CPUs; a group that fits is left alone."""
+    from gfssm.pipelines.train import fit_to_cluster
+
+    wide = {"train.num_workers": 2, "train.cpus_per_worker": 1}
+    experiment = build_experiment(tiny_dna, get_task("dna"), wide)
+    said: list[str] = []
+    one = fit_to_cluster(experiment, said.append, extra_cpus=0.25)
+    assert one.train.num_workers * one.train.cpus_per_worker + 0.25 <= 2
+    assert len(said) == 1 and "do not fit in this Ray's 2 CPU" in said[0]
+    two = fit_to_cluster(experiment, said.append, extra_cpus=0.25, share=2)
+    assert 2 * (two.train.num_workers * two.train.cpus_per_worker + 0.25) <= 2
+    small = build_experiment(tiny_dna, get_task("dna"), {})  # 2 x 0.5 CPU
+    assert fit_to_cluster(small, said.append) == small and len(said) == 2
