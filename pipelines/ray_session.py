@@ -2,7 +2,8 @@
 
 A local Ray starts with its dashboard on 127.0.0.1 (Tune needs the dashboard to release the
 placement groups of stopped trials). A cluster address that does not answer is reported
-within seconds instead of waiting on Ray's own connection retries.
+within seconds instead of waiting on Ray's own connection retries. A local Ray cannot grow:
+worker groups are sized to what it has.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from gfssm.pipelines.config import Experiment
 from gfssm.pipelines.errors import RayConnectionError
 
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -84,21 +86,47 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> str
     return f"http://{url}" if url and "://" not in url else url
 
 
-def check_fits(*, cpus: float, gpus: float, what: str, hint: str) -> None:
-    """On a fixed-size Ray (no autoscaler), fail now instead of waiting forever for
-    resources that will never exist."""
-    import ray
-
-    total = ray.cluster_resources()
-    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    if cpus > have_cpu + 1e-9 or gpus > have_gpu + 1e-9:
-        raise RayConnectionError(
-            f"{what} needs {cpus:g} CPU and {gpus:g} GPU but this Ray cluster has "
-            f"{have_cpu:g} CPU and {have_gpu:g} GPU in all; {hint}"
-        )
-
-
 def cluster_has_gpus() -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def resolve_use_gpu(experiment: Experiment) -> bool:
+    choice = experiment.train.use_gpu
+    return cluster_has_gpus() if choice == "auto" else bool(choice)
+
+
+def fit_to_cluster(
+    experiment: Experiment, log, extra_cpus: float = 0.0, share: int = 1
+) -> Experiment:
+    """The local Ray cannot grow: size the worker group to what it has (CPUs per worker
+    shrunk, then workers, with a one-line notice) instead of waiting forever. ``share``
+    groups run at once (concurrent Tune trials), each with ``extra_cpus`` for its driver."""
+    import ray
+
+    train = experiment.train
+    total = ray.cluster_resources()
+    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    workers, cpus = train.num_workers, train.cpus_per_worker
+    if resolve_use_gpu(experiment) and workers > have_gpu:
+        log(f"note: {workers} training workers but {have_gpu:g} GPU; using {int(have_gpu)}")
+        workers = max(1, int(have_gpu))
+    room = have_cpu / share - extra_cpus
+    if workers * cpus <= room + 1e-9:
+        if workers == train.num_workers:
+            return experiment
+    else:
+        while workers > 1 and room / workers < 0.25:
+            workers -= 1
+        fitted = max(0.1, int(room / workers * 100) / 100)
+        log(
+            f"note: {train.num_workers} training workers x {train.cpus_per_worker:g} CPU do "
+            f"not fit in this Ray's {have_cpu:g} CPU"
+            + (f" (with {extra_cpus:g} for each trial's driver)" if extra_cpus else "")
+            + (f" ({share} trials at a time)" if share > 1 else "")
+            + f"; using {workers} x {fitted:g} CPU"
+        )
+        cpus = fitted
+    update = {"num_workers": workers, "cpus_per_worker": cpus}
+    return experiment.model_copy(update={"train": train.model_copy(update=update)})

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from gfssm.pipelines import artifacts
 from gfssm.pipelines.config import Experiment, build_experiment, prepare_experiment, read_yaml
 from gfssm.pipelines.errors import TrainingError
-from gfssm.pipelines.ray_session import cluster_has_gpus, connect
+from gfssm.pipelines.ray_session import connect, fit_to_cluster, resolve_use_gpu
 from gfssm.pipelines.tracking import (
     ABORT_TAG,
     TAG_PREFIX,
@@ -67,11 +67,6 @@ def storage_root(experiment: Experiment) -> str:
     """Absolute local folder (or the URI as given) where Ray keeps run folders."""
     path = experiment.train.storage_path
     return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
-def resolve_use_gpu(experiment: Experiment) -> bool:
-    choice = experiment.train.use_gpu
-    return cluster_has_gpus() if choice == "auto" else bool(choice)
 
 
 def build_trainer(
@@ -118,41 +113,6 @@ def build_trainer(
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
         ),
     )
-
-
-def fit_to_cluster(
-    experiment: Experiment, log, extra_cpus: float = 0.0, share: int = 1
-) -> Experiment:
-    """The local Ray cannot grow: size the worker group to what it has (CPUs per worker
-    shrunk, then workers, with a one-line notice) instead of waiting forever. ``share``
-    groups run at once (concurrent Tune trials), each with ``extra_cpus`` for its driver."""
-    import ray
-
-    train = experiment.train
-    total = ray.cluster_resources()
-    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    workers, cpus = train.num_workers, train.cpus_per_worker
-    if resolve_use_gpu(experiment) and workers > have_gpu:
-        log(f"note: {workers} training workers but {have_gpu:g} GPU; using {int(have_gpu)}")
-        workers = max(1, int(have_gpu))
-    room = have_cpu / share - extra_cpus
-    if workers * cpus <= room + 1e-9:
-        if workers == train.num_workers:
-            return experiment
-    else:
-        while workers > 1 and room / workers < 0.25:
-            workers -= 1
-        fitted = max(0.1, int(room / workers * 100) / 100)
-        log(
-            f"note: {train.num_workers} training workers x {train.cpus_per_worker:g} CPU do "
-            f"not fit in this Ray's {have_cpu:g} CPU"
-            + (f" (with {extra_cpus:g} for each trial's driver)" if extra_cpus else "")
-            + (f" ({share} trials at a time)" if share > 1 else "")
-            + f"; using {workers} x {fitted:g} CPU"
-        )
-        cpus = fitted
-    update = {"num_workers": workers, "cpus_per_worker": cpus}
-    return experiment.model_copy(update={"train": train.model_copy(update=update)})
 
 
 def default_run_name(experiment: Experiment) -> str:

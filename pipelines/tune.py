@@ -207,8 +207,8 @@ def run_tune(
 
     from gfssm.pipelines.bundled import load_experiment_file
     from gfssm.pipelines.config import prepare_experiment
-    from gfssm.pipelines.ray_session import connect
-    from gfssm.pipelines.train import fit_to_cluster, mlflow_experiment_name, storage_root
+    from gfssm.pipelines.ray_session import connect, fit_to_cluster
+    from gfssm.pipelines.train import mlflow_experiment_name, storage_root
 
     task = get_task(task_name)
     tune_values, exp_overrides = split_overrides(overrides)

@@ -93,6 +93,21 @@ def test_plugin_trains_logs_a_model_and_runs_its_batch_job(
     assert main([*args, "--tracking-uri", tracking_uri]) == 0
     assert "already done" in capsys.readouterr().out
 
+    # Tune: a search space of the user's own, naming the experiment file by a relative path.
+    space = {
+        "experiment": "toy.yaml",
+        "metric": "eval_loss",
+        "mode": "min",
+        "num_samples": 2,
+        "grace_period": 2,
+        "space": {"train.lr": {"choice": [1.0e-3, 3.0e-3]}},
+    }
+    Path("space.yaml").write_text(yaml.safe_dump(space))
+    tune_args = ["tune", "toy", "--space", "space.yaml", "--tracking-uri", tracking_uri]
+    assert main([*tune_args, "--out", "best.yaml"]) == 0
+    assert "train the best: gfssm train toy --config best.yaml" in capsys.readouterr().out
+    assert yaml.safe_load(Path("best.yaml").read_text())["train"]["lr"] in (1.0e-3, 3.0e-3)
+
     # Its data step, with a relative output path.
     assert main(["data", "toy-make", "--out", "more.txt", "--lines", "3"]) == 0
     assert len((folder / "more.txt").read_text().split()) == 3

@@ -191,7 +191,7 @@ def test_bad_input_fails_in_the_driver_before_any_run(tracking_uri, tiny_dna, tm
 def test_worker_groups_are_sized_to_the_local_ray(local_ray, tiny_dna):
     """2 workers x 1 CPU (+ a Tune trial's driver) on a 2-CPU Ray: shrunk to fit, said once;
     two trials at a time share the CPUs; a group that fits is left alone."""
-    from gfssm.pipelines.train import fit_to_cluster
+    from gfssm.pipelines.ray_session import fit_to_cluster
 
     wide = {"train.num_workers": 2, "train.cpus_per_worker": 1}
     experiment = build_experiment(tiny_dna, get_task("dna"), wide)
