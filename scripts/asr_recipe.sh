@@ -82,7 +82,7 @@ evaluate() {  # evaluate NAME MANIFEST [decoding options...]
   local name="$1" manifest="$2"
   shift 2
   "$GFSSM" eval asr --model "$RUN_ID" --manifest "$manifest" --out "$EVAL/$name.jsonl" \
-    --actors 1 --cpus-per-actor "$THREADS" "$@" | tee "$EVAL/$name.log"
+    --actors 1 "$@" | tee "$EVAL/$name.log"
 }
 for set in valid:"$CORPUS/valid.jsonl" librivox:"$DATA/librivox.jsonl" \
            cards:"$DATA/cards.jsonl" goforward:"$DATA/goforward.jsonl" \
