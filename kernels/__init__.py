@@ -4,7 +4,8 @@ Each op has a plain-PyTorch reference (the CPU path) and a Triton implementation
 tensors; CPU tensors under ``TRITON_INTERPRET=1``, for tests): ``fir/triton.py`` and the
 ``ssd/triton_*.py`` modules, imported on first use. ``GFSSM_KERNELS`` picks the backend
 (see :mod:`gfssm.kernels.dispatch`); ``python -m gfssm.kernels.triton_compile_check``
-compiles every kernel for a GPU architecture without a GPU.
+compiles every kernel and autotune config for a GPU without one and checks its registers,
+spills and shared memory (``kernels/README.md``).
 """
 
 from gfssm.kernels.dispatch import KernelBackendError, kernel_mode, select_backend

@@ -45,8 +45,9 @@ def ssd_scan(
     Returns y: (b, L, H, P), or (y, final ScanState) with ``return_final_state``.
 
     The result does not depend on ``chunk_size``; the Triton kernels (CUDA tensors) use it
-    clamped to [16, 128], and on a GPU it trades the backward's state memory (~1/Q) against
-    the (Q, Q) work of the quadratic form.
+    clamped to [16, 64] (at 128 their (Q, Q) tiles no longer fit in registers and spill
+    kilobytes per thread: see ``python -m gfssm.kernels.triton_compile_check``); on a GPU it
+    trades the backward's state memory (~1/Q) against the (Q, Q) work.
     """
     if x.dim() != 4:
         raise ValueError(f"ssd_scan: x must be (b, L, H, P), got shape {tuple(x.shape)}")

@@ -3,28 +3,21 @@
 Imported lazily by :func:`gfssm.kernels.ssd_scan` / :func:`gfssm.kernels.ssd_step` when the
 dispatch selects Triton.
 
-Passes. Forward: ``ssd_forward_kernel``, one launch. Backward: the same kernel recomputes the
-chunk-start states, ``ssd_state_grad_kernel`` carries the adjoint states backwards, and
-``ssd_chunk_bwd_kernel`` forms every gradient chunk by chunk; small per-(row, chunk, head)
-partials (dA, dD, d gain, d dt_bias, d sink_v, d sink_k) are summed here. The final
-initial-token sink (at most ``n_init`` tokens of each row's last sequence, plus the initial
-sink) is a handful of gathered rows, computed with tensor ops so autograd differentiates it.
+Passes. Forward: ``ssd_chunk_cb_kernel`` forms the products every head of a group shares
+(``C B^T``, ``C k^T``, ``C B^T`` against earlier initial tokens), then ``ssd_forward_kernel``
+walks the chunks. Backward: the same kernel recomputes the chunk-start states (one per
+chunk, stored in the input dtype), ``ssd_state_grad_kernel`` carries the adjoint states
+backwards, ``ssd_chunk_bwd_dx_kernel`` and ``ssd_chunk_bwd_dbc_kernel`` form every gradient
+chunk by chunk; small per-(row, chunk, head) partials (dA, dD, d gain, d dt_bias, d sink_v,
+d sink_k) are summed here. The final initial-token sink (at most ``n_init`` tokens of each
+row's last sequence, plus the initial sink) is a handful of gathered rows, computed with
+tensor ops so autograd differentiates it.
 
-Expected cost at the design point, b8 L8192 H32 P64 N128 G1 bf16, Q=64 (not measured: no
-GPU was available when this was written; ``tests/benchmarks/ssd_gpu.py`` measures it):
-
-- forward: DRAM traffic ~0.59 GB (x and y 0.27 GB each, B, C, dt and ``C B^T`` the rest),
-  the memory-bound minimum, ~0.2 ms at 3 TB/s; ~85 GFLOP of small MMAs (state read-out
-  and update 66, intra-chunk 17), ~0.2-0.3 ms; 512 programs (BLOCK_P=32) walk 128 chunks
-  each, so the two overlap only if ~4 programs per SM hide the chunk-to-chunk latency.
-- backward: x, dy read twice (plus a neighbour chunk's x and dy), dx, dB, dC written once
-  (~1.7 GB) plus the two fp32 state tensors, one state per R=2 chunks: each
-  (b, H, L/(2Q), P, N) = 0.54 GB, written once and read once (~2.1 GB): ~1.3 ms of traffic
-  at 3 TB/s. The chunk kernel recomputes the state entering the second chunk of each pair
-  and the adjoint leaving the first (one extra (P, Q, N) product each). Storing the two
-  tensors in the input dtype would halve that part again; left for measurement on a GPU.
-- memory: y, the final state and ``C B^T`` in the forward; the two state tensors (4x the
-  bytes of a bf16 x at Q=64) during the backward. All linear in L.
+Bytes moved per kernel at the benchmark shape and the HBM-bound times, and the registers,
+spills and shared memory of every config: ``kernels/README.md`` and
+``python -m gfssm.kernels.triton_compile_check``. Memory: y, the final state and the shared
+products in the forward; the stored states and adjoints, (b, H, L/Q, P, N) each in the input
+dtype, during the backward (4x the bytes of x at Q=64, N=128, P=64).
 """
 
 from __future__ import annotations
@@ -49,14 +42,15 @@ from gfssm.kernels.triton_support import (
 )
 
 BUILT_INTERPRETED = triton_scan.BUILT_INTERPRETED
-MIN_CHUNK, MAX_CHUNK = 16, 128
+MIN_CHUNK, MAX_CHUNK = 16, 64
 __all__ = ["ssd_scan_triton", "ssd_step_triton"]
 _LAYOUTS = TensorCache()
 
 
 def kernel_chunk(chunk_size: int) -> int:
-    """The chunk length the kernels use: ``tl.dot`` needs 16 rows, and the backward's
-    (Q, Q) tiles stop fitting in registers past 128. The result does not depend on it."""
+    """The chunk length the kernels use: ``tl.dot`` needs 16 rows, and at Q=128 the (Q, Q)
+    tiles of the forward and of both chunk-backward kernels spill (0.3-5 KB per thread at
+    bf16, N=128; 6-10 KB at fp32), so Q is at most 64. The result does not depend on it."""
     return min(max(chunk_size, MIN_CHUNK), MAX_CHUNK)
 
 

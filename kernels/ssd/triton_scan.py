@@ -18,7 +18,8 @@ and write y. The price is sequential work per program: b*H*P/BLOCK_P programs wa
 chunks each, which fills an H100 from b*H ~ 128 on.
 
 The same kernel with ``STORE_STATES`` and without ``WRITE_Y`` recomputes the chunk-start
-states for the backward pass, ``(b, H, nc, P, N)`` fp32.
+states for the backward pass, ``(b, H, nc, P, N)`` in the input dtype (read only as dot
+operands, which round them to it anyway).
 
 ``ssd_state_grad_kernel`` walks the chunks backwards carrying the adjoint ``dL/dS`` of the
 state at chunk ends (stored per chunk for the chunk-parallel backward) and the adjoint
@@ -51,13 +52,10 @@ from gfssm.kernels.triton_support import (
 
 BUILT_INTERPRETED = built_interpreted()
 
+# 8 warps: with 4, the forward with sinks and the state-gradient pass spill at bf16, N=128
+# (up to 128 and 544 bytes per thread; the resource check shows every config).
 _SEQ_CONFIGS = one_config_when_interpreting(
-    [
-        triton.Config({"BLOCK_P": bp}, num_warps=w, num_stages=s)
-        for bp in (32, 64)
-        for w in (4, 8)
-        for s in (1, 2)
-    ],
+    [triton.Config({"BLOCK_P": bp}, num_warps=8, num_stages=s) for bp in (32, 64) for s in (1, 2)],
     triton.Config({"BLOCK_P": 16}, num_warps=4),
 )
 
@@ -351,7 +349,7 @@ ssd_state_grad_kernel = triton.autotune(
 # One program per (row, head), BLOCK_P given by the launcher (initial-token slots).
 ssd_state_grad_whole_p_kernel = triton.autotune(
     configs=one_config_when_interpreting(
-        [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (1, 2)],
+        [triton.Config({}, num_warps=8, num_stages=s) for s in (1, 2)],
         triton.Config({}, num_warps=4),
     ),
     key=_STATE_GRAD_KEY,
