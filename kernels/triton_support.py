@@ -142,7 +142,9 @@ class TensorCache:
     alive and unmodified (same storage, same ``_version``): no recomputation and no host
     sync per call, so the ops can run under CUDA-graph capture after a first call.
 
-    Entries hold weak references to their key tensors; at most ``size`` are kept."""
+    Entries hold weak references to their key tensors; at most ``size`` are kept. A change
+    made through ``tensor.data`` (which has its own version counter) is not seen; inference
+    tensors (no version counter) are never cached."""
 
     def __init__(self, size: int = 16):
         self.size = size
