@@ -61,6 +61,14 @@ def checkpoint_stride(chunk: int, nchunks: int) -> int:
     return 1
 
 
+def size_class(rows_heads: int, nchunks: int) -> int:
+    """Autotune key of the sequential kernels: how many (row, head) pairs run in parallel and
+    how many chunks each walks, by powers of two. Their best block of P depends on both
+    (few pairs want small blocks, to fill the GPU), so one length no longer picks the
+    config for all, while lengths of the same magnitude share one tuning."""
+    return 100 * int(rows_heads).bit_length() + int(nchunks).bit_length()
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """float32 inputs keep float32 accuracy on a GPU (3-pass TF32); half-precision inputs
     use their own dtype for the dot operands (fp32 accumulation)."""
@@ -120,6 +128,7 @@ class SsdScanFunction(torch.autograd.Function):
             _or(gain, A), _or(lay.seg, dummy), _or(lay.pos, dummy), _or(lay.chunks, dummy),
             _or(S0, A), _or(I0, A), cb, kc, cbp, y, S_final, A,
             L, lay.nchunks, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi,
+            size_class(b * H, lay.nchunks),
             *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *y.stride(),
             Q=lay.chunk, BLOCK_N=next_power_of_2(N, 16), NI=opt.ni,
             SP=SP, HAS_D=D is not None, HAS_BIAS=dt_bias is not None,
@@ -161,7 +170,8 @@ class SsdScanFunction(torch.autograd.Function):
         triton_scan.ssd_forward_kernel[seq_grid](
             x, dt, A, B, C, A, _or(dt_bias, A), A, A, A, seg, pos, chunks, _or(S0, A), A,
             A, A, A, A, A, states,
-            L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, *strides, 0, 0, 0, 0,
+            L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, size_class(b * H, nc),
+            *strides, 0, 0, 0, 0,
             SP=16, HAS_D=False, HAS_SINK=False, HAS_INIT=False, HAS_S0=S0 is not None,
             HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, STRIDE=R,
             **common,
@@ -184,7 +194,8 @@ class SsdScanFunction(torch.autograd.Function):
         state_grad[seq_grid](
             x, dt, A, B, C, _or(dt_bias, A), _or(gain, A), seg, chunks, dy,
             _or(dS_final, A), grad_states, dS0, dI0, slot_dx, slot_dd, slot_dB,
-            L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, *strides, *dy.stride(),
+            L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, size_class(b * H, nc),
+            *strides, *dy.stride(),
             TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, STRIDE=R,
             **common, **whole_p,
         )  # fmt: skip

@@ -124,14 +124,14 @@ def ssd_chunk_cb_kernel(
 
 @triton.autotune(
     configs=_SEQ_CONFIGS,
-    key=["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0"],
+    key=["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0", "size_class"],
     prune_configs_by={"early_config_prune": prune_by_shared_memory("ssd_forward_kernel")},
 )
-@triton.jit
+@triton.jit(do_not_specialize=["size_class"])
 def ssd_forward_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, sk_ptr, sv_ptr, gain_ptr,
     seg_ptr, pos_ptr, meta_ptr, S0_ptr, I0_ptr, cb_ptr, kc_ptr, cbp_ptr, y_ptr, S_out_ptr,
-    states_ptr, L, nc, H, G, HPG, P, N, n_sink, n_init, lo, hi,
+    states_ptr, L, nc, H, G, HPG, P, N, n_sink, n_init, lo, hi, size_class,
     sxb, sxl, sxh, sxp, sdb, sdl, sdh, sbb, sbl, sbg, sbn, scb, scl, scg, scn,
     syb, syl, syh, syp,
     Q: tl.constexpr, BLOCK_N: tl.constexpr, NI: tl.constexpr, SP: tl.constexpr,
@@ -242,11 +242,11 @@ def ssd_forward_kernel(
         tl.store(S_out_ptr + state_off + pn, S, mask=pn_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["size_class"])
 def _state_grad_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, bias_ptr, gain_ptr, seg_ptr, meta_ptr, dy_ptr,
     dS_final_ptr, grad_states_ptr, dS0_ptr, dI0_ptr, slot_dx_ptr, slot_dd_ptr, slot_dB_ptr,
-    L, nc, H, G, HPG, P, N, lo, hi, NSLOT,
+    L, nc, H, G, HPG, P, N, lo, hi, NSLOT, size_class,
     sxb, sxl, sxh, sxp, sdb, sdl, sdh, sbb, sbl, sbg, sbn, scb, scl, scg, scn,
     syb, syl, syh, syp,
     Q: tl.constexpr, BLOCK_N: tl.constexpr, NI: tl.constexpr,
@@ -340,7 +340,7 @@ def _state_grad_kernel(
         tl.store(dI0_ptr + state_off + pn, GI, mask=pn_ok)
 
 
-_STATE_GRAD_KEY = ["P", "N", "Q", "HAS_SEQ", "TRACK_GI", "HAS_SLOTS", "STRIDE"]
+_STATE_GRAD_KEY = ["P", "N", "Q", "HAS_SEQ", "TRACK_GI", "HAS_SLOTS", "STRIDE", "size_class"]
 # Blocks of P in parallel (no initial-token slots).
 _STATE_GRAD_PRUNE = {"early_config_prune": prune_by_shared_memory("_state_grad_kernel")}
 ssd_state_grad_kernel = triton.autotune(
