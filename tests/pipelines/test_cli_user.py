@@ -198,3 +198,54 @@ def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_shard(
     ).read_text()
     assert f"({kept} already done)" in second_out
     assert len((user_dir / "result.tsv").read_text().splitlines()) == total
+
+
+@pytest.mark.slow
+def test_a_killed_driver_does_not_leave_its_run_running(user_dir, digits, cli_env, gfssm):
+    """SIGKILL cannot be caught: the next gfssm command on this host marks the run KILLED."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(digits, user_dir / "digits.txt")
+    experiment = {
+        "name": "toy-long",
+        "task_name": "toy",
+        "model": {"preset": "gfssm", "d_model": 32, "n_layer": 1, "d_state": 16},
+        "task": {"data": "digits.txt"},
+        "train": {
+            "steps": 1_000_000,
+            "batch_size": 2,
+            "eval_every": 1000,
+            "checkpoint_every": 1000,
+        },
+        "tracking": {"experiment": "killed"},
+    }
+    experiment["model"].update({"headdim": 16, "chunk_size": 16, "fir_sizes": [4]})
+    (user_dir / "toy.yaml").write_text(yaml.safe_dump(experiment))
+    proc = subprocess.Popen(
+        [*GFSSM, "train", "toy", "--local", "--config", "toy.yaml"],
+        cwd=user_dir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # the run exists once this line is printed
+            if line.startswith("MLflow run "):
+                run_id = line.split()[2]
+                break
+        else:
+            pytest.fail("gfssm train ended before creating its run")
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    client = MlflowClient(f"sqlite:///{user_dir / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "RUNNING"
+    listing = gfssm(["runs", "list"], user_dir)
+    assert listing.returncode == 0, listing.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["gfssm.abort_reason"] == "the driver process ended (killed)"
