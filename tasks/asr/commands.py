@@ -12,13 +12,113 @@ import argparse
 from pathlib import Path
 
 from gfssm.tasks.asr.jobs import (
-    TRANSCRIBE_DESCRIPTION,
-    add_eval_arguments,
-    add_transcribe_arguments,
-    make_eval_job,
-    make_transcribe_job,
+    DecodingOptions,
+    EvalAsrJob,
+    TranscribeJob,
+    _check_batch_files,
+    add_decoding_options,
+    parse_formats,
 )
 from gfssm.tasks.jobs import Log, TaskCommand, TaskInputError, resolve_path
+
+
+# gfssm transcribe / gfssm eval asr --------------------------------------------------------
+def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively), list files (.txt/.lst: one path "
+        "a line) or JSONL manifests",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="JSONL output, one line per file (text, duration, words with start, end and "
+        "confidence); the other formats go beside it, named after it (see --format); "
+        "failures: OUT_STEM.failed.jsonl",
+    )
+    parser.add_argument(
+        "--format",
+        default="jsonl",
+        metavar="LIST",
+        help="what to write, a comma list from one decode (default jsonl): jsonl (OUT); srt "
+        "and vtt: one SubRip/WebVTT file per audio file in the folder OUT_STEM.srt/ or "
+        "OUT_STEM.vtt/, named by its path below the deepest folder holding all inputs "
+        "(recordings/day1/talk.flac -> transcripts.srt/day1/talk.srt for --out "
+        "transcripts.jsonl); ctm: OUT_STEM.ctm, NIST CTM (utt-id 1 start dur word "
+        "confidence) of all files. A rerun with more formats reuses the finished work",
+    )
+    parser.add_argument(
+        "--batch-files", type=int, default=16, help="files per work item (default 16)"
+    )
+    add_decoding_options(parser)
+
+
+TRANSCRIBE_DESCRIPTION = (
+    "Transcribe audio files, folders, list files or manifests with a speech model. "
+    "--format jsonl,srt,vtt,ctm writes JSONL, subtitles and a CTM from one decode: with "
+    "--out transcripts.jsonl, transcripts.jsonl, transcripts.srt/NAME.srt, "
+    "transcripts.vtt/NAME.vtt and transcripts.ctm (NAME: the audio file's path below the "
+    "deepest folder holding all inputs, without its extension). Subtitle cues hold at most "
+    "2 lines of 42 characters and 7 s, and a pause over 0.7 s starts a new cue."
+)
+
+
+def make_transcribe_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> TranscribeJob:
+    from gfssm.tasks.asr.manifests import iter_audio_inputs
+
+    inputs = []
+    for value in args.inputs:
+        path = Path(resolve_path(value, base_dir) or "")
+        if not path.exists():
+            raise TaskInputError(f"{value}: no such file or folder (looked in {path.parent})")
+        inputs.append(str(path))
+    utts = list(iter_audio_inputs(inputs))
+    if not utts:
+        raise TaskInputError(f"no audio files found in {' '.join(args.inputs)}")
+    return TranscribeJob(
+        utterances=utts,
+        out=Path(resolve_path(args.out, base_dir) or ""),
+        batch_files=_check_batch_files(args.batch_files),
+        decoding=DecodingOptions.from_args(args, base_dir),
+        formats=parse_formats(getattr(args, "format", "jsonl")),
+    )
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        help="labelled data: a JSONL manifest, a LibriSpeech-style folder or a Common Voice TSV",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSONL of per-utterance results (default: MANIFEST_NAME.eval.jsonl in this folder)",
+    )
+    parser.add_argument(
+        "--batch-files", type=int, default=16, help="utterances per work item (default 16)"
+    )
+    add_decoding_options(parser)
+
+
+def make_eval_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> EvalAsrJob:
+    from gfssm.tasks.asr.manifests import read_dataset
+
+    data = Path(resolve_path(args.manifest, base_dir) or "")
+    if not data.exists():
+        raise TaskInputError(f"--manifest {args.manifest}: no such file or folder")
+    batch_files = _check_batch_files(args.batch_files)
+    decoding = DecodingOptions.from_args(args, base_dir)
+    out = args.out or f"{data.stem if data.is_file() else data.name}.eval.jsonl"
+    return EvalAsrJob(
+        data=str(data),
+        utterances=read_dataset(data),
+        out=Path(resolve_path(out, base_dir) or ""),
+        batch_files=batch_files,
+        decoding=decoding,
+    )
 
 
 def _path(value: str, base_dir: Path) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from gfssm.tasks.asr.manifests import Utterance
 from gfssm.tasks.asr.subtitles import FORMATS, write_text_atomic
-from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file, resolve_path
+from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file
 
 FAILED_SUFFIX = ".failed.jsonl"
 # Failures listed one a line in the console; the rest are only in the failure file.
@@ -177,7 +177,27 @@ def parse_formats(value: str) -> tuple[str, ...]:
 
 
 @dataclass
-class TranscribeJob(BatchJob):
+class _UtteranceGroupsJob(BatchJob):
+    """What transcription and evaluation share: ``utterances`` decoded in groups of
+    ``batch_files`` (input order) under ``decoding``, shards beside ``out``."""
+
+    utterances: list[Utterance]
+    out: Path
+    batch_files: int = 16
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    def summary(self) -> str:
+        return self.decoding.describe()
+
+    def plan(self) -> list[WorkItem]:
+        return _groups(self.utterances, self.batch_files)
+
+    def shard_dir(self) -> Path:
+        return Path(f"{self.out}.shards")
+
+
+@dataclass
+class TranscribeJob(_UtteranceGroupsJob):
     """Transcribe ``utterances``; ``formats`` (any of ``jsonl``, ``srt``, ``vtt``, ``ctm``)
     say what is written, all from the same results (:meth:`outputs` lists where):
 
@@ -191,20 +211,10 @@ class TranscribeJob(BatchJob):
     get no subtitle file (an earlier run's is removed). Every file is written whole to a
     temporary name and renamed."""
 
-    utterances: list[Utterance]
-    out: Path
-    batch_files: int = 16
-    decoding: DecodingOptions = field(default_factory=DecodingOptions)
     formats: tuple[str, ...] = ("jsonl",)
 
     unit = "file"
     description = "transcribing"
-
-    def summary(self) -> str:
-        return self.decoding.describe()
-
-    def plan(self) -> list[WorkItem]:
-        return _groups(self.utterances, self.batch_files)
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -213,9 +223,6 @@ class TranscribeJob(BatchJob):
             "decoding": self.decoding.fingerprint(),
             "inputs": [_file_identity(u.audio_filepath) for u in self.utterances],
         }
-
-    def shard_dir(self) -> Path:
-        return Path(f"{self.out}.shards")
 
     @property
     def failed_path(self) -> Path:
@@ -314,24 +321,14 @@ class TranscribeJob(BatchJob):
 
 
 @dataclass
-class EvalAsrJob(BatchJob):
+class EvalAsrJob(_UtteranceGroupsJob):
     """CER/WER of a model on labelled ``utterances`` (from ``data``), computed like the
     task's single-process evaluation; per-utterance rows go to ``out``."""
 
-    data: str
-    utterances: list[Utterance]
-    out: Path
-    batch_files: int = 16
-    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    data: str = ""
 
     unit = "utt"
     description = "evaluating"
-
-    def summary(self) -> str:
-        return self.decoding.describe()
-
-    def plan(self) -> list[WorkItem]:
-        return _groups(self.utterances, self.batch_files)
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -341,9 +338,6 @@ class EvalAsrJob(BatchJob):
             "decoding": self.decoding.fingerprint(),
             "audio": [_file_identity(u.audio_filepath) for u in self.utterances],
         }
-
-    def shard_dir(self) -> Path:
-        return Path(f"{self.out}.shards")
 
     def make_worker(self, loaded) -> Callable[[dict[str, Any]], bytes]:
         from gfssm.tasks.asr.transcribe import evaluate_utterances
@@ -386,99 +380,3 @@ class EvalAsrJob(BatchJob):
 
 
 # Commands -------------------------------------------------------------------------------
-def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="audio files, folders (searched recursively), list files (.txt/.lst: one path "
-        "a line) or JSONL manifests",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        help="JSONL output, one line per file (text, duration, words with start, end and "
-        "confidence); the other formats go beside it, named after it (see --format); "
-        "failures: OUT_STEM.failed.jsonl",
-    )
-    parser.add_argument(
-        "--format",
-        default="jsonl",
-        metavar="LIST",
-        help="what to write, a comma list from one decode (default jsonl): jsonl (OUT); srt "
-        "and vtt: one SubRip/WebVTT file per audio file in the folder OUT_STEM.srt/ or "
-        "OUT_STEM.vtt/, named by its path below the deepest folder holding all inputs "
-        "(recordings/day1/talk.flac -> transcripts.srt/day1/talk.srt for --out "
-        "transcripts.jsonl); ctm: OUT_STEM.ctm, NIST CTM (utt-id 1 start dur word "
-        "confidence) of all files. A rerun with more formats reuses the finished work",
-    )
-    parser.add_argument(
-        "--batch-files", type=int, default=16, help="files per work item (default 16)"
-    )
-    add_decoding_options(parser)
-
-
-TRANSCRIBE_DESCRIPTION = (
-    "Transcribe audio files, folders, list files or manifests with a speech model. "
-    "--format jsonl,srt,vtt,ctm writes JSONL, subtitles and a CTM from one decode: with "
-    "--out transcripts.jsonl, transcripts.jsonl, transcripts.srt/NAME.srt, "
-    "transcripts.vtt/NAME.vtt and transcripts.ctm (NAME: the audio file's path below the "
-    "deepest folder holding all inputs, without its extension). Subtitle cues hold at most "
-    "2 lines of 42 characters and 7 s, and a pause over 0.7 s starts a new cue."
-)
-
-
-def make_transcribe_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> TranscribeJob:
-    from gfssm.tasks.asr.manifests import iter_audio_inputs
-
-    inputs = []
-    for value in args.inputs:
-        path = Path(resolve_path(value, base_dir) or "")
-        if not path.exists():
-            raise TaskInputError(f"{value}: no such file or folder (looked in {path.parent})")
-        inputs.append(str(path))
-    utts = list(iter_audio_inputs(inputs))
-    if not utts:
-        raise TaskInputError(f"no audio files found in {' '.join(args.inputs)}")
-    return TranscribeJob(
-        utterances=utts,
-        out=Path(resolve_path(args.out, base_dir) or ""),
-        batch_files=_check_batch_files(args.batch_files),
-        decoding=DecodingOptions.from_args(args, base_dir),
-        formats=parse_formats(getattr(args, "format", "jsonl")),
-    )
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--manifest",
-        required=True,
-        help="labelled data: a JSONL manifest, a LibriSpeech-style folder or a Common Voice TSV",
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="JSONL of per-utterance results (default: MANIFEST_NAME.eval.jsonl in this folder)",
-    )
-    parser.add_argument(
-        "--batch-files", type=int, default=16, help="utterances per work item (default 16)"
-    )
-    add_decoding_options(parser)
-
-
-def make_eval_job(args: argparse.Namespace, base_dir: Path, loaded=None) -> EvalAsrJob:
-    from gfssm.tasks.asr.manifests import read_dataset
-
-    data = Path(resolve_path(args.manifest, base_dir) or "")
-    if not data.exists():
-        raise TaskInputError(f"--manifest {args.manifest}: no such file or folder")
-    batch_files = _check_batch_files(args.batch_files)
-    decoding = DecodingOptions.from_args(args, base_dir)
-    out = args.out or f"{data.stem if data.is_file() else data.name}.eval.jsonl"
-    return EvalAsrJob(
-        data=str(data),
-        utterances=read_dataset(data),
-        out=Path(resolve_path(out, base_dir) or ""),
-        batch_files=batch_files,
-        decoding=decoding,
-    )

@@ -19,16 +19,14 @@ import torch
 
 from gfssm import GFSSMConfig
 from gfssm.tasks import LoadedModel, TaskInputError
-from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
-from gfssm.tasks.asr.jobs import (
-    DecodingError,
-    EvalAsrJob,
-    TranscribeJob,
+from gfssm.tasks.asr.commands import (
     add_eval_arguments,
     add_transcribe_arguments,
     make_eval_job,
     make_transcribe_job,
 )
+from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
+from gfssm.tasks.asr.jobs import DecodingError, EvalAsrJob, TranscribeJob
 from gfssm.tasks.asr.lm import write_arpa
 from gfssm.tasks.asr.task import AsrSettings, AsrTask
 from gfssm.tasks.asr.text import CharVocabulary

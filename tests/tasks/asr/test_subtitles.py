@@ -19,13 +19,14 @@ import torch
 
 from gfssm import GFSSMConfig
 from gfssm.tasks import LoadedModel, TaskInputError
+from gfssm.tasks.asr.commands import add_transcribe_arguments, make_transcribe_job
 from gfssm.tasks.asr.decoding import (
     BeamSearchConfig,
     BeamSearchDecoder,
     WordTiming,
     greedy_decode,
 )
-from gfssm.tasks.asr.jobs import TranscribeJob, add_transcribe_arguments, make_transcribe_job
+from gfssm.tasks.asr.jobs import TranscribeJob
 from gfssm.tasks.asr.subtitles import (
     Cue,
     CueOptions,
