@@ -45,14 +45,16 @@ class PoolSpec:
     cpus: float | None = None
     gpus: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise JobError(f"--actors {self.actors}: expected 1 or more")
+
     def resolve(self, log: Log) -> PoolSpec:
         """Fill unset sizes from the cluster: one GPU per actor when there are GPUs; else the
         CPUs split between the actors, leaving half a CPU to Ray Data's own tasks (a pool
         that takes every CPU starves them). Sizes that do not fit are shrunk, with a notice."""
         import ray
 
-        if self.actors < 1:
-            raise JobError(f"--actors {self.actors}: expected 1 or more")
         total = ray.cluster_resources()
         have_cpu, have_gpu = total.get("CPU", 1.0), total.get("GPU", 0.0)
         gpus = self.gpus if self.gpus is not None else (1.0 if have_gpu else 0.0)
@@ -194,8 +196,9 @@ def run_job(
         },
     )
     todo = [i for i in items if not store.done(i.key)]
-    if job.summary():
-        log(job.summary())
+    summary = job.summary()
+    if summary:
+        log(summary)
     if not todo:
         log(f"all {len(items)} work items already done ({store.folder}); writing the outputs")
         return _finish(job, store, log)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 
 _ENV_DEFAULTS = {
@@ -43,13 +44,14 @@ _LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray._private", "mlflow"
 class _DropMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        return not any(_matches(pattern, text) for pattern in _MESSAGES)
+        return not _matches(text)
 
 
-def _matches(pattern: str, text: str) -> bool:
-    import re
+_COMPILED = tuple(re.compile(pattern, flags=re.S) for pattern in _MESSAGES)
 
-    return re.match(pattern, text, flags=re.S) is not None
+
+def _matches(text: str) -> bool:
+    return any(pattern.match(text) for pattern in _COMPILED)
 
 
 def quiet_ray() -> None:
@@ -73,11 +75,7 @@ def _filter_forwarded_worker_lines() -> None:
         return
 
     def filtered(data, print_file, ignore_prefix=False):
-        lines = [
-            line
-            for line in data.get("lines", [])
-            if not any(_matches(pattern, line) for pattern in _MESSAGES)
-        ]
+        lines = [line for line in data.get("lines", []) if not _matches(line)]
         if lines:
             original({**data, "lines": lines}, print_file, ignore_prefix)
 

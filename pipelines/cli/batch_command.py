@@ -38,11 +38,7 @@ def run_batch_job(args: argparse.Namespace, task, spec) -> int:
     from gfssm.pipelines.batch import PoolSpec, run_job
     from gfssm.tasks.pretrained import load_model
 
-    pool = PoolSpec(args.actors, args.cpus_per_actor, args.gpus_per_actor)
-    if args.actors < 1:
-        from gfssm.pipelines.batch import JobError
-
-        raise JobError(f"--actors {args.actors}: expected 1 or more")
+    pool = PoolSpec(args.actors, args.cpus_per_actor, args.gpus_per_actor)  # checked here
     with local_model(args.model, args.tracking_uri) as model_dir:
         loaded = load_model(model_dir)
         if loaded.task.name != task.name:
