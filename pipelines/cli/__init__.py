@@ -18,6 +18,7 @@ import gfssm
 from gfssm.pipelines.cli import (
     configs,
     data,
+    embed,
     eval,
     jobs,
     runs,
@@ -31,7 +32,7 @@ from gfssm.pipelines.errors import GFSSMUserError
 from gfssm.pipelines.quiet import quiet_third_party
 
 DEBUG_ENV = "GFSSM_DEBUG"
-COMMANDS = (train, tune, score, transcribe, eval, submit, jobs, runs, data, configs)
+COMMANDS = (train, tune, score, embed, transcribe, eval, submit, jobs, runs, data, configs)
 
 EPILOG = """examples:
   gfssm train dna                                 # quickstart on the bundled E. coli genome
@@ -39,6 +40,7 @@ EPILOG = """examples:
   gfssm train dna --local train.time_budget_minutes=10
   gfssm tune dna tune.num_samples=4
   gfssm score genome --model RUN_ID --fasta genome.fa --out scores/
+  gfssm embed --model RUN_ID --fasta genome.fa --bed regions.bed --pool mean --window 1000 --out emb/
   gfssm submit --address http://HEAD:8265 -- gfssm train dna --config small
   gfssm runs list
 

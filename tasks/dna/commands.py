@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gfssm.tasks.dna.embed_command import embed_command
 from gfssm.tasks.dna.jobs.common import command_line_hints, parse_aliases
 from gfssm.tasks.dna.jobs.genome_job import (
     add_alias_argument,
@@ -171,4 +172,5 @@ def dna_commands() -> list[TaskCommand]:
             _add_snp2vcf,
             run=_snp2vcf,
         ),
+        embed_command(),
     ]
