@@ -20,6 +20,7 @@ from gfssm.tasks.dna.jobs.genome_job import (
     make_genome_job,
 )
 from gfssm.tasks.dna.jobs.variant_job import add_variant_arguments, make_variant_job
+from gfssm.tasks.dna.vep_command import vep_command
 from gfssm.tasks.jobs import Log, TaskCommand, TaskInputError, existing_file, resolve_path
 
 
@@ -144,6 +145,7 @@ def dna_commands() -> list[TaskCommand]:
             add_variant_arguments,
             make_job=make_variant_job,
         ),
+        vep_command(),
         TaskCommand(
             "data",
             "index",

@@ -1,0 +1,107 @@
+"""What ``gfssm eval dna-vep`` reports: AUROCs, per-class counts and codon-position entropy.
+
+The AUROC of a score separating a damaging class from synonymous changes is the chance
+that a random synonymous change scores higher than a random damaging one (ties count one
+half): 0.5 is chance, 1.0 is perfect ("more damaging scores lower").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gfssm.tasks.dna.vep.effects import CLASSES, MISSENSE, STOP_GAINED, SYNONYMOUS
+
+SCORERS = ("model", "markov")
+COMPARISONS = {"stop_gained_vs_synonymous": STOP_GAINED, "missense_vs_synonymous": MISSENSE}
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``; tied values share the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # first index of each run of equal values, and where each value's run starts/ends
+    starts = np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
+    ends = np.concatenate([starts[1:], [values.size]])
+    run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
+    run_of = np.repeat(np.arange(starts.size), ends - starts)
+    ranks = np.empty(values.size)
+    ranks[order] = run_rank[run_of]
+    return ranks
+
+
+def auroc(higher: np.ndarray, lower: np.ndarray) -> float:
+    """P(a random value of ``higher`` > a random value of ``lower``) + P(tie) / 2, by
+    ranks (Mann-Whitney U); NaN values are left out; NaN when either side is empty."""
+    higher = np.asarray(higher, np.float64)
+    lower = np.asarray(lower, np.float64)
+    higher, lower = higher[np.isfinite(higher)], lower[np.isfinite(lower)]
+    if higher.size == 0 or lower.size == 0:
+        return math.nan
+    ranks = average_ranks(np.concatenate([higher, lower]))
+    u = ranks[: higher.size].sum() - higher.size * (higher.size + 1) / 2.0
+    return float(u / (higher.size * lower.size))
+
+
+def _mean(values: np.ndarray) -> float | None:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def summarize(
+    effect: np.ndarray,
+    scores: dict[str, np.ndarray],
+    codon_pos: np.ndarray,
+    entropy: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The summary of a run: per-class counts and mean scores, the AUROCs of each scorer,
+    and the mean entropy (bits) of each scorer at codon positions 1, 2, 3.
+
+    ``effect``/``scores``: one value per variant; ``codon_pos``/``entropy``: one per coding
+    base of each CDS."""
+    counts = {name: int((effect == i).sum()) for i, name in enumerate(CLASSES)}
+    synonymous = effect == SYNONYMOUS
+    out: dict[str, Any] = {"counts": counts, "variants": int(effect.size), "auroc": {}}
+    out["mean_score"] = {
+        s: {name: _mean(scores[s][effect == i]) for i, name in enumerate(CLASSES)} for s in SCORERS
+    }
+    for s in SCORERS:
+        out["auroc"][s] = {
+            name: auroc(scores[s][synonymous], scores[s][effect == cls])
+            for name, cls in COMPARISONS.items()
+        }
+    out["entropy_bits"] = {
+        s: {str(k): _mean(entropy[s][codon_pos == k]) for k in (1, 2, 3)} for s in SCORERS
+    }
+    out["coding_bases"] = int(codon_pos.size)
+    return out
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The summary as a few aligned lines for the console."""
+    lines = ["variants: " + ", ".join(f"{k} {v:,}" for k, v in summary["counts"].items())]
+    lines.append(f"{'':34}{'model':>10}{'markov':>10}")
+    for name in COMPARISONS:
+        row = [summary["auroc"][s][name] for s in SCORERS]
+        lines.append(
+            f"{'AUROC ' + name.replace('_', ' '):34}" + "".join(f"{_fmt(v):>10}" for v in row)
+        )
+    for k in ("1", "2", "3"):
+        row = [summary["entropy_bits"][s][k] for s in SCORERS]
+        lines.append(
+            f"{'mean entropy, codon position ' + k + ' (bits)':34}"
+            + "".join(f"{_fmt(v, 3):>10}" for v in row)
+        )
+    for name in ("synonymous", "missense", "stop_gained"):
+        row = [summary["mean_score"][s][name] for s in SCORERS]
+        lines.append(
+            f"{'mean score, ' + name.replace('_', ' ') + ' (bits)':34}"
+            + "".join(f"{_fmt(v, 3):>10}" for v in row)
+        )
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""Per-position predictions of all four bases, both strands, for the model and the baseline.
+
+A variant's score is ``log2 P(alt) - log2 P(ref)`` at its position, each strand's
+prediction from the bases upstream of it on that strand, averaged over the two strands. All
+three alternatives at a position come from the same four-base prediction, so each region
+around the CDS is streamed through the model once per strand
+(:func:`gfssm.tasks.dna.scoring.stream._stream`, the streaming pass of ``gfssm score
+genome``: the model's cache carries the state from piece to piece) instead of once per
+variant. The Markov baseline gives the same four-base rows from its smoothed counts, with
+the same context (nothing before the region's start on each strand).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from gfssm.tasks.dna.genome import Genome
+from gfssm.tasks.dna.markov import MarkovModel, context_lengths
+from gfssm.tasks.dna.scoring.stream import _stream
+from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
+
+MARKOV_PIECE = 1 << 20
+
+
+@dataclass
+class BaseRows:
+    """At each wanted position: log2 P of A, C, G, T on the + strand's bases (m, 4),
+    averaged over the strands that predict it, and the mean entropy (bits) (m,)."""
+
+    log2_prob: np.ndarray
+    entropy_bits: np.ndarray
+
+
+def _entropy_bits(log2_rows: np.ndarray) -> np.ndarray:
+    return -(np.exp2(log2_rows) * log2_rows).sum(axis=1)
+
+
+def _combine(forward: np.ndarray, reverse: np.ndarray) -> BaseRows:
+    """Average two strands' rows (NaN rows: a strand had no context there)."""
+    both = np.stack([forward, reverse])  # (2, m, 4)
+    entropy = np.stack([_entropy_bits(forward), _entropy_bits(reverse)])
+    with warnings.catch_warnings():  # all-NaN: no strand predicts it (stays NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return BaseRows(np.nanmean(both, axis=0), np.nanmean(entropy, axis=0))
+
+
+class _Collector:
+    """Keeps the rows of the wanted genomic positions out of a stream of pieces."""
+
+    def __init__(self, positions: np.ndarray) -> None:
+        self.positions = positions
+        self.rows = np.full((positions.size, N_BASES), np.nan, np.float32)
+
+    def keep(self, genomic: np.ndarray, rows: np.ndarray) -> None:
+        idx = np.searchsorted(self.positions, genomic)
+        idx = np.minimum(idx, self.positions.size - 1)
+        hit = self.positions[idx] == genomic
+        self.rows[idx[hit]] = rows[hit]
+
+
+@torch.inference_mode()
+def model_rows(
+    model: nn.Module,
+    genome: Genome,
+    contig: str,
+    regions: list[tuple[int, int]],
+    positions: np.ndarray,
+    piece_length: int = 65536,
+) -> BaseRows:
+    """The model's four-base rows at ``positions`` (sorted, unique, inside ``regions``):
+    each region streamed forward and, reverse-complemented, backward."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    forward, reverse = _Collector(positions), _Collector(positions)
+    try:
+        for start, end in regions:
+
+            def forward_tokens(a: int, b: int) -> np.ndarray:
+                return genome.tokens(contig, a, b)[0]
+
+            def rc_tokens(a: int, b: int, top: int = end) -> np.ndarray:
+                return reverse_complement(genome.tokens(contig, top - b, top - a)[0])
+
+            _stream(
+                model,
+                forward_tokens,
+                start,
+                end,
+                piece_length,
+                device,
+                lambda pos, rows, _t: forward.keep(pos, rows),
+            )
+            # stream position s of the reverse strand is genomic base end - 1 - s; its
+            # column c predicts the complement 3 - c, so columns reversed are + strand bases
+            _stream(
+                model,
+                rc_tokens,
+                0,
+                end - start,
+                piece_length,
+                device,
+                lambda pos, rows, _t, top=end: reverse.keep(top - 1 - pos, rows[:, ::-1]),
+            )
+    finally:
+        model.train(was_training)
+    return _combine(forward.rows, reverse.rows)
+
+
+def markov_log2_rows(markov: MarkovModel, tokens: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(len(at), 4) log2 P of each base at positions ``at`` of ``tokens``, from at most
+    ``order`` bases before it inside ``tokens`` (the sums of :meth:`MarkovModel.score`,
+    for every base instead of the true one)."""
+    tokens = np.asarray(tokens, np.int64)
+    ctx = context_lengths(tokens)[at]
+    probs = np.full((at.size, N_BASES), 1.0 / N_BASES)
+    for j, all_codes in markov._orders(tokens):
+        codes = all_codes[at]
+        context_code = codes - codes % N_BASES
+        table = markov.tables[j]
+        counts = np.stack([table.lookup(context_code + b) for b in range(N_BASES)], axis=1)
+        total = counts.sum(axis=1, keepdims=True)
+        refined = (counts + markov.alpha * probs) / (total + markov.alpha)
+        probs = np.where((ctx >= j)[:, None], refined, probs)
+    return np.log2(probs)
+
+
+def baseline_rows(
+    markov: MarkovModel,
+    genome: Genome,
+    contig: str,
+    regions: list[tuple[int, int]],
+    positions: np.ndarray,
+) -> BaseRows:
+    """The Markov baseline's four-base rows at ``positions``, both strands, the same
+    regions (context never reaches before a region's start on either strand)."""
+    forward, reverse = _Collector(positions), _Collector(positions)
+    lead = markov.order
+    for start, end in regions:
+        tokens = genome.tokens(contig, start, end)[0]
+        rc = reverse_complement(tokens)
+        for strand_tokens, collector, is_rc in ((tokens, forward, False), (rc, reverse, True)):
+            for a in range(0, tokens.size, MARKOV_PIECE):
+                b = min(tokens.size, a + MARKOV_PIECE)
+                first = max(0, a - lead)
+                piece = strand_tokens[first:b]
+                at = np.arange(a - first, b - first)
+                stream_pos = np.arange(a, b)
+                genomic = end - 1 - stream_pos if is_rc else start + stream_pos
+                wanted = np.isin(genomic, positions)
+                if not wanted.any():
+                    continue
+                rows = markov_log2_rows(markov, piece, at[wanted])
+                collector.keep(genomic[wanted], rows[:, ::-1] if is_rc else rows)
+    return _combine(forward.rows, reverse.rows)

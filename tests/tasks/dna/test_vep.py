@@ -1,0 +1,242 @@
+"""``gfssm eval dna-vep``: CDS reading, SNV classes (against Biopython translation of the
+mutated record), AUROC, bad annotations, and the job end to end with a tiny model."""
+
+import argparse
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from Bio import SeqIO
+from Bio.Seq import Seq
+
+from gfssm import GFSSMForCausalLM
+from gfssm.tasks import LoadedModel, TaskInputError, get_task
+from gfssm.tasks.dna.markov import MarkovModel
+from gfssm.tasks.dna.task_data import DnaData
+from gfssm.tasks.dna.tokens import BASES, encode
+from gfssm.tasks.dna.vep import CLASSES, auroc, cds_variants, read_genbank_cds, read_gff_cds
+from gfssm.tasks.dna.vep.cds import AMBIGUOUS, PARTIAL_CODONS
+from gfssm.tasks.dna.vep.scores import markov_log2_rows
+from gfssm.tasks.dna.vep_command import add_vep_arguments, make_vep_job
+from gfssm.tasks.jobs import run_job_inline
+
+PHIX = "phiX174_NC_001422.gbk"
+
+
+@pytest.fixture
+def phix(tmp_path, data_dir):
+    target = tmp_path / PHIX
+    shutil.copy(data_dir / PHIX, target)
+    return target
+
+
+@pytest.fixture
+def phix_minus(tmp_path, phix):
+    """phiX reverse-complemented with its features: every CDS on the - strand, the
+    origin-spanning joins become complement(join(...))."""
+    record = SeqIO.read(phix, "genbank")
+    flipped = record.reverse_complement(id=True, name=True, description=True, annotations=True)
+    path = tmp_path / "phix_minus.gbk"
+    SeqIO.write(flipped, path, "genbank")
+    return path
+
+
+def expected_classes(record, feature):
+    """Per SNV of ``feature`` (in the order cds_variants lists them): the class found by
+    mutating the whole record and translating the CDS with Biopython."""
+    table = int(feature.qualifiers["transl_table"][0])
+    reference = str(feature.extract(record.seq).translate(table=table))
+    positions = []  # genomic positions in reading order, from Biopython's location
+    for part in feature.location.parts:
+        span = range(int(part.start), int(part.end))
+        positions += list(span if part.strand > 0 else reversed(span))
+    text = str(record.seq)
+    out = []
+    for i, pos in enumerate(positions):
+        coding_ref = text[pos] if feature.location.strand > 0 else str(Seq(text[pos]).complement())
+        for shift in (1, 2, 3):
+            alt = BASES[(BASES.index(coding_ref) + shift) % 4]
+            genomic_alt = alt if feature.location.strand > 0 else str(Seq(alt).complement())
+            mutated = Seq(text[:pos] + genomic_alt + text[pos + 1 :])
+            protein = str(feature.extract(mutated).translate(table=table))
+            k = i // 3
+            ref_aa, alt_aa = reference[k], protein[k]
+            assert sum(a != b for a, b in zip(reference, protein)) <= 1
+            if k == 0:
+                out.append("start_codon")
+            elif ref_aa == "*":
+                out.append("stop_retained" if alt_aa == "*" else "stop_lost")
+            elif alt_aa == "*":
+                out.append("stop_gained")
+            else:
+                out.append("synonymous" if alt_aa == ref_aa else "missense")
+    return out
+
+
+@pytest.mark.parametrize("which", ["plus", "minus"])
+def test_classes_match_biopython_translation_of_the_mutated_record(which, phix, phix_minus):
+    path = phix if which == "plus" else phix_minus
+    record = SeqIO.read(path, "genbank")
+    features = [f for f in record.features if f.type == "CDS"]
+    found = read_genbank_cds(path)
+    assert len(found.cds) == len(features) == 11 and not found.skipped
+    assert {c.strand for c in found.cds} == {1 if which == "plus" else -1}
+    # the first CDS is the origin-spanning join(3981..5386,1..136) (or its complement)
+    joined = [i for i, f in enumerate(features) if len(f.location.parts) == 2]
+    short = min(range(len(features)), key=lambda i: len(features[i].location))
+    for i in [joined[0], short]:
+        cds, feature = found.cds[i], features[i]
+        assert cds.coding_text(str(record.seq)) == str(feature.extract(record.seq))
+        variants = cds_variants(cds, str(record.seq))
+        got = [CLASSES[e] for e in variants.effect]
+        assert got == expected_classes(record, feature)
+        assert {"synonymous", "missense", "stop_gained"} <= set(got)
+        # ref is the genome's base, alt differs from it, codon positions cycle 1, 2, 3
+        genome_tokens = encode(str(record.seq))[0]
+        assert (variants.ref == genome_tokens[variants.position]).all()
+        assert (variants.alt != variants.ref).all()
+        assert variants.codon_pos[:9].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_auroc_equals_brute_force_pair_counts_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        higher = rng.integers(0, 6, rng.integers(1, 30)).astype(float)
+        lower = rng.integers(0, 6, rng.integers(1, 30)).astype(float)
+        pairs = [
+            (1.0 if a > b else 0.5 if a == b else 0.0) for a, b in itertools.product(higher, lower)
+        ]
+        assert auroc(higher, lower) == pytest.approx(np.mean(pairs))
+    assert auroc([2.0, 3.0], [0.0, 1.0]) == 1.0 and auroc([1.0], [1.0]) == 0.5
+    assert np.isnan(auroc([], [1.0])) and auroc([1.0, np.nan], [0.0]) == 1.0
+
+
+def test_markov_rows_agree_with_markov_scores(lambda_text):
+    tokens = encode(lambda_text[:3000])[0]
+    markov = MarkovModel(4, alpha=2.0).fit(encode(lambda_text[5000:20000])[0])
+    at = np.arange(1, tokens.size)
+    rows = markov_log2_rows(markov, tokens, at)
+    scores = markov.score(tokens, first=1)
+    assert np.allclose(rows[np.arange(at.size), tokens[at]], scores.logprob / np.log(2))
+    assert np.allclose(np.exp2(rows).sum(axis=1), 1.0)
+
+
+def test_genbank_without_cds_is_one_line_error(tmp_path, phix):
+    text = phix.read_text()
+    head, _, rest = text.partition("FEATURES")
+    origin = rest[rest.index("ORIGIN") :]
+    plain = tmp_path / "nocds.gbk"
+    plain.write_text(head + "FEATURES             Location/Qualifiers\n" + origin)
+    found = read_genbank_cds(plain)
+    with pytest.raises(TaskInputError, match="no CDS features") as err:
+        found.require_usable()
+    assert "\n" not in str(err.value)
+
+
+def test_partial_codons_and_ambiguous_bases_are_counted_and_skipped(tmp_path, phix):
+    text = phix.read_text()
+    # CDS 51..221 (57 codons) becomes 51..220: not whole codons
+    text = text.replace("     CDS             51..221", "     CDS             51..220")
+    # an N inside the CDS 848..964 (ORIGIN lines: 60 bases, number + 6 groups of 10)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("841 "))
+    groups = lines[at].split()
+    groups[2] = "n" + groups[2][1:]  # base 851 (groups[1] holds bases 841-850)
+    lines[at] = f"{int(groups[0]):>9} " + " ".join(groups[1:])
+    bad = tmp_path / "bad.gbk"
+    bad.write_text("\n".join(lines) + "\n")
+    found = read_genbank_cds(bad)
+    assert found.skipped == {PARTIAL_CODONS: 1, AMBIGUOUS: 1}
+    assert len(found.cds) == 9
+    line = found.skipped_line()
+    assert "2 of 11 CDS skipped" in line and "9 kept" in line and "\n" not in line
+
+
+def test_gff_and_fasta_give_the_genbank_cds(tmp_path, phix_minus):
+    """The - strand CDS of phiX as GFF3 lines, in reverse file order, long ones cut in two
+    parts (one CDS per Parent); the origin-spanning joins are left out (GFF3 writes those
+    past the contig's end)."""
+    from gfssm.tasks.dna import Genome
+
+    record = SeqIO.read(phix_minus, "genbank")
+    fasta = tmp_path / "phix.fa"
+    fasta.write_text(f">{record.id}\n{record.seq}\n")
+    rows, kept = [], []
+    for n, f in enumerate(x for x in record.features if x.type == "CDS"):
+        if len(f.location.parts) > 1:
+            continue
+        kept.append(str(f.extract(record.seq)))
+        start, end = int(f.location.start) + 1, int(f.location.end)
+        cut = start + 300 if end - start > 600 else end
+        spans = [(start, cut), (cut + 1, end)] if cut < end else [(start, end)]
+        for a, b in spans:
+            rows.append(f"{record.id}\tRefSeq\tCDS\t{a}\t{b}\t.\t-\t0\tParent=tx{n};Name=g{n}")
+    gff = tmp_path / "phix.gff3"
+    gff.write_text("##gff-version 3\n" + "\n".join(rows[::-1]) + "\n")
+    found = read_gff_cds(gff, Genome(fasta, cache_dir=tmp_path / "cache"), table=11)
+    assert len(rows) > len(kept) == len(found.cds) == 8 and not found.skipped
+    text = str(record.seq)
+    assert sorted(c.coding_text(text) for c in found.cds) == sorted(kept)
+    assert {c.gene for c in found.cds} == {f"g{n}" for n in range(3, 11)}
+
+
+def vep_args(tmp_path, **values):
+    parser = argparse.ArgumentParser()
+    add_vep_arguments(parser)
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in values.items() if v is not True]
+    argv += [f"--{k.replace('_', '-')}" for k, v in values.items() if v is True]
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def loaded(tiny_config, seeded, phix, lambda_text, tmp_path):
+    """A tiny untrained model whose training genome was lambda + phiX, phiX held out."""
+    record = SeqIO.read(phix, "genbank")
+    both = tmp_path / "train.fa"
+    both.write_text(f">lambda\n{lambda_text}\n>{record.id}\n{record.seq}\n")
+    task = get_task("dna")
+    settings = task.settings({"fasta": str(both), "val_contigs": [record.id], "markov_order": 3})
+    model = GFSSMForCausalLM(tiny_config).eval()
+    return LoadedModel(task=task, model=model, config=tiny_config, settings=settings, meta={})
+
+
+def test_job_end_to_end(tmp_path, phix, loaded, lambda_text):
+    user = tmp_path / "user"
+    user.mkdir()
+    shutil.copy(phix, user / PHIX)
+    args = vep_args(tmp_path, genbank=PHIX, out="vep", flank=64)
+    job = make_vep_job(args, user, loaded)
+    assert job.summary() == "Markov baseline: order 3, fitted on the model's training regions"
+    lines = []
+    worker_markov = DnaData(job.markov_settings).markov
+    assert worker_markov.bases_seen == len(lambda_text)  # the training contig only
+    assert run_job_inline(job, loaded, lines.append) == 0
+    table = pq.read_table(user / "vep" / "variants.parquet").to_pandas()
+    summary = json.loads((user / "vep" / "summary.json").read_text())
+    coding = sum(len(c.positions()) for c in read_genbank_cds(phix).cds)
+    assert len(table) == 3 * coding == summary["variants"]
+    assert summary["counts"]["stop_gained"] == (table["class"] == "stop_gained").sum() > 0
+    for scorer in ("model", "markov"):
+        assert table[f"{scorer}_score"].notna().all()
+        for value in summary["auroc"][scorer].values():
+            assert 0.0 <= value <= 1.0
+    # three alternatives per coding base, each scored from the same four-base prediction
+    assert table.groupby(["contig", "pos", "gene"])["model_score"].nunique().max() == 3
+    assert set(summary["entropy_bits"]["model"]) == {"1", "2", "3"}
+    assert any("AUROC stop gained vs synonymous" in line for line in lines)
+
+
+def test_contigs_the_model_trained_on_are_refused(tmp_path, phix, loaded):
+    settings = loaded.settings.model_copy(update={"val_contigs": ("other",)})
+    trained = LoadedModel(loaded.task, loaded.model, loaded.config, settings, {})
+    args = vep_args(tmp_path, genbank=str(phix), out=str(tmp_path / "o"))
+    with pytest.raises(TaskInputError, match="held-out contigs"):
+        make_vep_job(args, tmp_path, trained)
+    args = vep_args(tmp_path, genbank=str(phix), out=str(tmp_path / "o"), contigs="NC_001422.1")
+    with pytest.raises(TaskInputError, match="--allow-train-contigs"):
+        make_vep_job(args, tmp_path, trained)
+    args.allow_train_contigs = True
+    assert make_vep_job(args, tmp_path, trained).items[0]["contig"] == "NC_001422.1"
