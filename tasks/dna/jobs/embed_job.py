@@ -182,7 +182,7 @@ class EmbedJob(BatchJob):
     dtype: str
     dim: int
     prefix: Path
-    item_bases: int = 1_000_000
+    item_bases: int = 200_000
 
     unit = "base"
     description = "embedding"
@@ -292,7 +292,7 @@ class EmbedJob(BatchJob):
                     f"{self.folder / name} is missing (deleted after it was written?); delete "
                     f"{self.shard_dir()} and rerun the same command"
                 )
-        stale = [p for p in self.folder.glob("*") if p.name not in files]
+        stale = [p for p in self.folder.glob("*") if p.is_file() and p.name not in files]
         for path in stale:  # another run's files would join a Parquet dataset read as a folder
             path.unlink()
         table = Path(f"{self.prefix}.regions.tsv")
@@ -336,7 +336,13 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
         default="final",
         help="'final' (normed hidden state the LM head reads) or block K (1..n_layer)",
     )
-    parser.add_argument("--item-bases", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--item-bases",
+        type=int,
+        default=200_000,
+        help="regions are grouped into work items of about this many bases (the unit of "
+        "parallel work and of resuming); a longer region is one item, streamed whole",
+    )
     parser.add_argument("--piece", type=int, default=32768, help=argparse.SUPPRESS)
     add_alias_argument(parser)
 

@@ -4,8 +4,13 @@ files with their coordinates; bad input in one line; resuming through a real com
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections import namedtuple
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,7 +18,8 @@ import pytest
 import torch
 
 from gfssm import GFSSMEncoder, GFSSMForCausalLM
-from gfssm.tasks import LoadedModel, TaskInputError, get_task
+from gfssm.pipelines.cli import main
+from gfssm.tasks import LoadedModel, TaskInputError, get_task, save_model
 from gfssm.tasks.dna import Genome
 from gfssm.tasks.dna.embedding import EmbeddingOptions, embed_region, hidden_states
 from gfssm.tasks.dna.jobs.embed_job import check_disk_space
@@ -209,3 +215,76 @@ def test_output_larger_than_the_free_disk_is_one_line(
     with pytest.raises(TaskInputError, match=r"need about 7.4 MB but 6.0 MB is free"):
         make(task, "--fasta lambda.fa --out emb", work, loaded)
     make(task, "--fasta lambda.fa --out emb --pool mean --window 100", work, loaded)
+
+
+@pytest.fixture
+def model_dir(task, tmp_path, lambda_fasta, tiny_config, seeded):
+    settings = task.settings({"fasta": str(lambda_fasta), "window_length": 128})
+    model = GFSSMForCausalLM(tiny_config)
+    return save_model(
+        tmp_path / "model", task=task, model=model, config=tiny_config, settings=settings
+    )
+
+
+@pytest.mark.slow
+def test_gfssm_embed_on_ray_from_a_user_folder_and_rerun(
+    tmp_path, model_dir, lambda_fasta, lambda_name, monkeypatch, capsys
+):
+    """A real ``gfssm embed`` process on a local Ray with relative paths; then, in this
+    process (no Ray needed), the rerun finds every item done and rewrites nothing, and a
+    region past the end is one line on stderr."""
+    user = tmp_path / "me"
+    user.mkdir()
+    shutil.copy(lambda_fasta, user / "x.fa")
+    (user / "r.bed").write_text(f"{lambda_name}\t0\t3001\ta\n{lambda_name}\t20000\t20500\tb\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(
+        RAY_TMPDIR=tempfile.mkdtemp(prefix="gfssm-ray-", dir="/tmp"), RAY_AUTH_MODE="disabled"
+    )
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    args = ["embed", "--model", str(model_dir), "--fasta", "x.fa", "--bed", "r.bed"]
+    args += ["--out", "emb/", "--item-bases", "1000", "--pool", "mean", "--window", "500"]
+    args += ["--actors", "1", "--cpus-per-actor", "1"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gfssm.pipelines", *args],
+            cwd=user,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    assert "2 work items (0 already done)" in done.stdout
+    table = pq.read_table(user / "emb" / "x.embeddings").to_pandas()
+    assert table["start"].tolist() == [0, 500, 1000, 1500, 2000, 2500, 3000, 20000]
+    assert table["end"].tolist()[-2:] == [3001, 20500]
+    parts = sorted((user / "emb" / "x.embeddings").glob("*.parquet"))
+    stamps = [p.stat().st_mtime_ns for p in parts]
+
+    monkeypatch.chdir(user)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "all 2 work items already done" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in parts] == stamps
+    (user / "bad.bed").write_text(f"{lambda_name}\t48000\t48600\n")
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(model_dir),
+                "--fasta",
+                "x.fa",
+                "--bed",
+                "bad.bed",
+                "--out",
+                "e2",
+            ]
+        )
+        == 2
+    )
+    (line,) = [text for text in capsys.readouterr().err.splitlines() if text.strip()]
+    assert line.startswith("gfssm embed: error: --bed bad.bed line 1: [48000, 48600) ends past")
