@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import gzip
 import json
 import os
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gfssm.tasks.dna.embedding import (
     EmbeddingOptions,
@@ -74,7 +77,9 @@ class Region:
 def read_bed_regions(path: Path, genome: Genome, shown: str) -> list[Region]:
     """Regions of a BED file (plain or gzip; the 4th column names them), every line checked:
     a known contig (or alias) and ``0 <= start < end <= contig length``."""
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
     out: list[Region] = []
     with opener(path, "rt") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -143,11 +148,13 @@ def group_regions(regions: list[Region], item_bases: int) -> list[list[Region]]:
     return groups
 
 
-def estimate_bytes(regions: list[Region], options: EmbeddingOptions, dim: int, job: dict) -> int:
+def estimate_bytes(
+    regions: list[Region], options: EmbeddingOptions, dim: int, dtype: str, output_format: str
+) -> int:
     """Bytes the output files will take (values plus coordinates; Parquet barely
     compresses floats)."""
     rows = sum(options.rows(r.end - r.start) for r in regions)
-    per_row = dim * (2 if job["dtype"] == "float16" else 4) + ROW_OVERHEAD[job["format"]]
+    per_row = dim * (2 if dtype == "float16" else 4) + ROW_OVERHEAD[output_format]
     return rows * per_row
 
 
@@ -162,11 +169,9 @@ def check_disk_space(needed: int, free: int, where: str) -> None:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
 
 
@@ -191,9 +196,6 @@ class EmbedJob(BatchJob):
     def folder(self) -> Path:
         return Path(f"{self.prefix}.embeddings")
 
-    def _groups(self) -> list[list[Region]]:
-        return group_regions(self.regions, self.item_bases)
-
     def plan(self) -> list[WorkItem]:
         return [
             WorkItem(
@@ -201,7 +203,7 @@ class EmbedJob(BatchJob):
                 {"part": i, "regions": [asdict(r) for r in group]},
                 float(sum(r.end - r.start for r in group)),
             )
-            for i, group in enumerate(self._groups())
+            for i, group in enumerate(group_regions(self.regions, self.item_bases))
         ]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -253,6 +255,9 @@ class EmbedJob(BatchJob):
 
         return work
 
+    def _tokens(self, contig: str, start: int, end: int) -> np.ndarray:
+        return self.genome.tokens(contig, start, end)[0]
+
     def _write_part(self, model, part: int, regions: list[Region]) -> list[dict[str, Any]]:
         """Write one item's files; (region index, file, rows) of each region."""
         out: list[dict[str, Any]] = []
@@ -260,21 +265,18 @@ class EmbedJob(BatchJob):
         if self.output_format == "parquet":
             parquet = ParquetWriter(self.folder / f"part-{part:05d}.parquet", self.dim, self.dtype)
         for region in regions:
-
-            def tokens_of(a: int, b: int, contig: str = region.contig):
-                return self.genome.tokens(contig, a, b)[0]
-
             rows = self.options.rows(region.end - region.start)
-            if parquet is None:
-                writer = NpyWriter(self.folder / region.npy_name(), rows, self.dim, self.dtype)
+            path = self.folder / region.npy_name()
+            npy = None if parquet else NpyWriter(path, rows, self.dim, self.dtype)
+            tokens_of = functools.partial(self._tokens, region.contig)
             for batch in embed_region(model, tokens_of, region.start, region.end, self.options):
-                if parquet is None:
-                    writer.write(batch)
+                if npy is not None:
+                    npy.write(batch)
                 else:
                     parquet.write(region.name, region.contig, batch)
-            if parquet is None:
-                writer.close()
-            name = parquet.path.name if parquet else region.npy_name()
+            if npy is not None:
+                npy.close()
+            name = parquet.path.name if parquet else path.name
             out.append({"index": region.index, "file": name, "rows": rows})
         if parquet is not None:
             parquet.close()
@@ -394,7 +396,7 @@ def make_embed_job(args: argparse.Namespace, base_dir: Path, loaded) -> EmbedJob
         prefix=out / output_stem(fasta),
         item_bases=args.item_bases,
     )
-    needed = estimate_bytes(regions, options, dim, {"dtype": args.dtype, "format": args.format})
+    needed = estimate_bytes(regions, options, dim, args.dtype, args.format)
     # a resumed run already holds part of it; .partial files are rewritten
     done = sum(p.stat().st_size for p in job.folder.glob("*") if p.suffix != ".partial")
     check_disk_space(needed - done, shutil.disk_usage(out).free, args.out)
