@@ -112,11 +112,18 @@ def choose_contigs(
 def markov_settings(model_settings, genome_file: Path, contigs: list[str], order: int | None):
     """The baseline's settings and a note on what it is fitted on: the model's own training
     regions when its files are still there, else the other contigs of the evaluated file."""
+    from gfssm.tasks.dna.task_data import DnaData
+
     s = model_settings
     order = s.markov_order if order is None else order
     files = [s.fasta, s.include_bed, s.exclude_bed, s.val_bed]
     if all(f is None or Path(f).is_file() for f in files):
-        return s.model_copy(update={"markov_order": order}), "the model's training regions"
+        own = s.model_copy(update={"markov_order": order})
+        try:
+            DnaData(own).split  # noqa: B018 - the split the baseline is fitted on
+            return own, "the model's training regions"
+        except (TaskInputError, ValueError):
+            pass  # e.g. its held-out contigs are not in its genome: fit on the eval file
     fallback = DnaSettings(
         fasta=str(genome_file),
         cache_dir=str(cache_dir_of(s)),

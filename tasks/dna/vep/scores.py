@@ -3,9 +3,8 @@
 A variant's score is ``log2 P(alt) - log2 P(ref)`` at its position, each strand's
 prediction from the bases upstream of it on that strand, averaged over the two strands. All
 three alternatives at a position come from the same four-base prediction, so each region
-around the CDS is streamed through the model once per strand
-(:func:`gfssm.tasks.dna.scoring.stream._stream`, the streaming pass of ``gfssm score
-genome``: the model's cache carries the state from piece to piece) instead of once per
+around the CDS is streamed through the model once per strand (the model's streaming cache
+carries the state from piece to piece, as in ``gfssm score genome``) instead of once per
 variant. The Markov baseline gives the same four-base rows from its smoothed counts, with
 the same context (nothing before the region's start on each strand).
 """
@@ -13,6 +12,7 @@ the same context (nothing before the region's start on each strand).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +21,34 @@ from torch import nn
 
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.markov import MarkovModel, context_lengths
-from gfssm.tasks.dna.scoring.stream import _stream
+from gfssm.tasks.dna.objective import base_log_probs
 from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
 
 MARKOV_PIECE = 1 << 20
+LOG2E = 1.0 / np.log(2.0)
+
+
+def _stream(
+    model: nn.Module,
+    tokens_of: Callable[[int, int], np.ndarray],
+    length: int,
+    piece_length: int,
+    on_piece: Callable[[np.ndarray, np.ndarray], None],
+) -> None:
+    """Feed stream positions ``[0, length)`` through the model in pieces, its streaming
+    cache carrying the state (as ``gfssm score genome`` does); call ``on_piece(positions,
+    rows)`` with the four-base log2 prediction (n, 4) of each position from everything
+    before it in the stream (NaN for position 0, which has no context). Unlike the
+    genome scorer, which keeps the true base's probability only, this keeps all four."""
+    device = next(model.parameters()).device
+    cache = model.allocate_cache(1, device=device)
+    carry = np.full((1, N_BASES), np.nan, np.float32)  # the prediction of the next position
+    for pos in range(0, length, piece_length):
+        stop = min(length, pos + piece_length)
+        ids = torch.from_numpy(tokens_of(pos, stop)).to(device)[None]
+        logp = base_log_probs(model(ids, cache=cache))[0].float().cpu().numpy() * LOG2E
+        on_piece(np.arange(pos, stop), np.concatenate([carry, logp[:-1]]))
+        carry = logp[-1:]
 
 
 @dataclass
@@ -76,13 +100,12 @@ def model_rows(
     each region streamed forward and, reverse-complemented, backward."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     forward, reverse = _Collector(positions), _Collector(positions)
     try:
         for start, end in regions:
 
-            def forward_tokens(a: int, b: int) -> np.ndarray:
-                return genome.tokens(contig, a, b)[0]
+            def forward_tokens(a: int, b: int, first: int = start) -> np.ndarray:
+                return genome.tokens(contig, first + a, first + b)[0]
 
             def rc_tokens(a: int, b: int, top: int = end) -> np.ndarray:
                 return reverse_complement(genome.tokens(contig, top - b, top - a)[0])
@@ -90,22 +113,18 @@ def model_rows(
             _stream(
                 model,
                 forward_tokens,
-                start,
-                end,
+                end - start,
                 piece_length,
-                device,
-                lambda pos, rows, _t: forward.keep(pos, rows),
+                lambda s, rows, first=start: forward.keep(first + s, rows),
             )
             # stream position s of the reverse strand is genomic base end - 1 - s; its
             # column c predicts the complement 3 - c, so columns reversed are + strand bases
             _stream(
                 model,
                 rc_tokens,
-                0,
                 end - start,
                 piece_length,
-                device,
-                lambda pos, rows, _t, top=end: reverse.keep(top - 1 - pos, rows[:, ::-1]),
+                lambda s, rows, top=end: reverse.keep(top - 1 - s, rows[:, ::-1]),
             )
     finally:
         model.train(was_training)

@@ -240,3 +240,31 @@ def test_contigs_the_model_trained_on_are_refused(tmp_path, phix, loaded):
         make_vep_job(args, tmp_path, trained)
     args.allow_train_contigs = True
     assert make_vep_job(args, tmp_path, trained).items[0]["contig"] == "NC_001422.1"
+
+
+def test_model_rows_are_both_strands_of_one_plain_forward_pass(phix, tiny_config, seeded):
+    """The streamed rows equal a plain forward pass over the region on each strand, the
+    reverse strand's prediction of the complement mapped back to + strand bases."""
+    import torch
+
+    from gfssm.tasks.dna import Genome
+    from gfssm.tasks.dna.objective import base_log_probs
+    from gfssm.tasks.dna.tokens import reverse_complement
+    from gfssm.tasks.dna.vep.scores import model_rows
+
+    model = GFSSMForCausalLM(tiny_config).eval()
+    genome = Genome(phix, cache_dir=phix.parent / "cache")
+    contig, (a, b) = "NC_001422.1", (100, 400)
+    positions = np.arange(150, 350)
+    rows = model_rows(model, genome, contig, [(a, b)], positions, piece_length=64)
+    tokens = genome.tokens(contig, a, b)[0]
+    with torch.no_grad():
+        fwd = base_log_probs(model(torch.from_numpy(tokens)[None]))[0].numpy() / np.log(2)
+        rc = reverse_complement(tokens)
+        rev = base_log_probs(model(torch.from_numpy(rc)[None]))[0].numpy() / np.log(2)
+    forward = fwd[positions - a - 1]  # row i predicts base i + 1
+    reverse = rev[(b - 1 - positions) - 1][:, ::-1]  # stream index of p is b - 1 - p
+    assert np.allclose(rows.log2_prob, (forward + reverse) / 2, atol=2e-4)
+    # the two strands differ, so the average above is not a one-strand coincidence
+    ref = tokens[positions - a]
+    assert not np.allclose(forward[np.arange(200), ref], reverse[np.arange(200), ref])
