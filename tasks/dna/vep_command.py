@@ -109,7 +109,9 @@ def choose_contigs(
     return chosen
 
 
-def markov_settings(model_settings, genome_file: Path, contigs: list[str], order: int | None):
+def markov_settings(
+    model_settings, genome_file: Path, all_contigs: list[str], contigs: list[str], order: int | None
+):
     """The baseline's settings and a note on what it is fitted on: the model's own training
     regions when its files are still there, else the other contigs of the evaluated file."""
     from gfssm.tasks.dna.task_data import DnaData
@@ -133,6 +135,11 @@ def markov_settings(model_settings, genome_file: Path, contigs: list[str], order
         markov_alpha=s.markov_alpha,
         markov_max_bases=s.markov_max_bases,
     )
+    if set(all_contigs) <= set(contigs):
+        return fallback, (
+            f"nothing: the model's training data is gone and {genome_file.name} has no "
+            f"other contigs, so the baseline is uniform (AUROC 0.5)"
+        )
     return fallback, f"the contigs of {genome_file.name} other than the evaluated ones"
 
 
@@ -161,7 +168,9 @@ def make_vep_job(args: argparse.Namespace, base_dir: Path, loaded):
         else:
             found = read_genbank_cds(annotation, contigs, args.table)
     found.require_usable(contigs)
-    markov, fitted_on = markov_settings(settings, fasta or annotation, contigs, args.markov_order)
+    markov, fitted_on = markov_settings(
+        settings, fasta or annotation, list(genome.lengths), contigs, args.markov_order
+    )
     notes = [f"Markov baseline: order {markov.markov_order}, fitted on {fitted_on}"]
     if found.skipped_line():
         notes.insert(0, found.skipped_line())

@@ -5,6 +5,7 @@ import argparse
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -268,3 +269,13 @@ def test_model_rows_are_both_strands_of_one_plain_forward_pass(phix, tiny_config
     # the two strands differ, so the average above is not a one-strand coincidence
     ref = tokens[positions - a]
     assert not np.allclose(forward[np.arange(200), ref], reverse[np.arange(200), ref])
+
+
+def test_baseline_falls_back_to_the_evaluated_file_when_training_data_is_gone(
+    tmp_path, phix, loaded
+):
+    Path(loaded.settings.fasta).unlink()
+    args = vep_args(tmp_path, genbank=str(phix), out=str(tmp_path / "o"))
+    job = make_vep_job(args, tmp_path, loaded)
+    assert "baseline is uniform" in job.summary()
+    assert job.markov_settings.val_contigs == ("NC_001422.1",)
