@@ -7,6 +7,7 @@ Build a model from a frozen config::
     model = GFSSMForCausalLM(GFSSMConfig.preset("gfssm", d_model=128, n_layer=2, vocab_size=16))
 """
 
+from gfssm.attention import SelfAttention
 from gfssm.block import BidirectionalMixer, GFSSMBlock
 from gfssm.cache import GFSSMCache, LayerCache
 from gfssm.config import PRESETS, ConfigError, GFSSMConfig
@@ -33,6 +34,7 @@ __all__ = [
     "LayerCache",
     "RMSNorm",
     "RMSNormGated",
+    "SelfAttention",
     "__version__",
     "fir_channel_sizes",
     "lengths_to_seq_idx",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gfssm.attention import SelfAttention
 from gfssm.cache import LayerCache
 from gfssm.config import GFSSMConfig
 from gfssm.layers import GatedMLP, RMSNorm
@@ -42,7 +43,13 @@ class GFSSMBlock(nn.Module):
         super().__init__()
         self.bidirectional = bidirectional
         self.norm = RMSNorm(config.d_model, config.norm_eps)
-        self.mixer: nn.Module = BidirectionalMixer(config) if bidirectional else GFSSMMixer(config)
+        self.attention = config.mixer == "attention"
+        if self.attention:
+            self.mixer: nn.Module = SelfAttention(config, causal=not bidirectional)
+        elif bidirectional:
+            self.mixer = BidirectionalMixer(config)
+        else:
+            self.mixer = GFSSMMixer(config)
         if config.d_mlp > 0:
             self.mlp_norm: RMSNorm | None = RMSNorm(config.d_model, config.norm_eps)
             self.mlp: GatedMLP | None = GatedMLP(config.d_model, config.d_mlp, config.proj_bias)
@@ -63,7 +70,11 @@ class GFSSMBlock(nn.Module):
         reverse_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """h: (b, L, D) -> (b, L, D)."""
-        if self.bidirectional:
+        if self.attention:
+            if cache is not None:
+                raise ValueError("the attention baseline has no streaming cache")
+            mixed = self.mixer(self.norm(h), seq_idx=seq_idx)
+        elif self.bidirectional:
             assert reverse_index is not None
             mixed = self.mixer(self.norm(h), seq_idx=seq_idx, reverse_index=reverse_index)
         else:
@@ -72,6 +83,8 @@ class GFSSMBlock(nn.Module):
 
     def step(self, h: torch.Tensor, cache: LayerCache) -> torch.Tensor:
         """One token per stream: h (b, D) -> (b, D)."""
-        if self.bidirectional:
-            raise RuntimeError("a bidirectional block cannot stream one token at a time")
+        if self.bidirectional or self.attention:
+            raise RuntimeError(
+                "a bidirectional or attention block cannot stream one token at a time"
+            )
         return self._mlp(h + self.mixer.step(self.norm(h), cache))

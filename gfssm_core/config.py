@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-PRESETS = ("gfssm", "mamba2")
+PRESETS = ("gfssm", "mamba2", "transformer")
+MIXERS = ("ssm", "attention")
 
 
 class ConfigError(ValueError):
@@ -22,6 +23,8 @@ class GFSSMConfig:
     groups share B and C. ``fir_sizes`` lists the tap counts of the FIR channel groups,
     ``n_sink`` the learned sink slots, ``n_init`` the initial tokens kept by the sink, and
     ``A_floor`` the minimum decay rate. ``d_mlp = 0`` means blocks without an MLP.
+    ``mixer = "attention"`` replaces every GFSSM layer by rotary self-attention with
+    ``d_model / headdim`` heads (the Transformer baseline; the SSM fields are then unused).
     """
 
     d_model: int = 256
@@ -48,6 +51,7 @@ class GFSSMConfig:
     tie_embeddings: bool = True
     pad_vocab_multiple: int = 8
     initializer_range: float = 0.02
+    mixer: str = "ssm"
 
     def __post_init__(self) -> None:
         # Tuples, so that YAML lists and JSON round-trips give an equal, hashable config.
@@ -82,11 +86,14 @@ class GFSSMConfig:
     # Presets and (de)serialisation ---------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GFSSMConfig:
-        """``gfssm`` (all three mechanisms) or ``mamba2`` (Mamba-2 exactly), plus overrides."""
+        """``gfssm`` (all three mechanisms), ``mamba2`` (Mamba-2 exactly) or ``transformer``
+        (the causal attention baseline of the same widths), plus overrides."""
         if name == "gfssm":
             base: dict[str, Any] = dict(fir_sizes=(4, 8, 16, 32), n_sink=4, n_init=4, A_floor=1e-4)
         elif name == "mamba2":
             base = dict(fir_sizes=(4,), n_sink=0, n_init=0, A_floor=0.0)
+        elif name == "transformer":
+            base = dict(mixer="attention", fir_sizes=(4,), n_sink=0, n_init=0, A_floor=0.0)
         else:
             raise ConfigError(f"preset: unknown preset {name!r}; expected one of {PRESETS}")
         base.update(overrides)
@@ -143,5 +150,9 @@ class GFSSMConfig:
             raise bad("dt_min", f"must satisfy 0 < dt_min <= dt_max={self.dt_max}")
         if not 0 <= self.dt_limit[0] <= self.dt_limit[1]:
             raise bad("dt_limit", "must be (lo, hi) with 0 <= lo <= hi")
+        if self.mixer not in MIXERS:
+            raise bad("mixer", f"expected one of {MIXERS}")
+        if self.mixer == "attention" and (self.d_model % self.headdim or self.headdim % 2):
+            raise bad("headdim", "attention needs an even headdim that divides d_model")
         if self.norm_eps <= 0:
             raise bad("norm_eps", "must be > 0")

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from gfssm.attention import SelfAttention
 from gfssm.block import GFSSMBlock
 from gfssm.cache import GFSSMCache
 from gfssm.config import ConfigError, GFSSMConfig
@@ -25,7 +26,7 @@ def init_weights(model: nn.Module, config: GFSSMConfig) -> None:
                 module.weight.normal_(0.0, config.initializer_range)
             elif isinstance(module, nn.Linear) and module.bias is not None:
                 module.bias.zero_()
-            if isinstance(module, GFSSMMixer):
+            if isinstance(module, GFSSMMixer | SelfAttention):
                 module.out_proj.weight.div_(math.sqrt(branches))
             elif isinstance(module, GatedMLP):
                 module.fc_out.weight.div_(math.sqrt(branches))
@@ -96,6 +97,8 @@ class GFSSMBackbone(nn.Module):
         self, batch_size: int, *, device=None, dtype: torch.dtype | None = None
     ) -> GFSSMCache:
         """An empty streaming cache on the model's device and dtype (unless given)."""
+        if self.config.mixer == "attention":
+            raise ValueError("the attention baseline has no streaming cache (mixer=attention)")
         ref = next(self.parameters())
         return GFSSMCache.allocate(
             self.config, batch_size, device=device or ref.device, dtype=dtype or ref.dtype
