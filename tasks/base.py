@@ -44,11 +44,13 @@ class TaskSettings(BaseModel):
 
 @dataclass
 class StepOutput:
-    """loss: scalar to back-propagate (a mean over ``count`` items); metrics: floats to log."""
+    """loss: scalar to back-propagate (a mean over ``count`` items); metrics: floats to log;
+    tokens: input positions the step processed (for throughput; 0 = use ``count``)."""
 
     loss: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
     count: int = 1
+    tokens: int = 0
 
 
 class Task(abc.ABC):
