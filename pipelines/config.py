@@ -61,6 +61,9 @@ class TrainConfig(_Section):
     select_metric: str = Field("eval_loss", description="metric for best checkpoint / Tune")
     select_mode: Literal["min", "max"] = "min"
     max_nonfinite: int = Field(10, ge=0, description="skipped non-finite steps before abort")
+    stop_on_divergence: bool = Field(
+        False, description="end the run when it diverges (studies); its metrics say so"
+    )
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks)")
     cpus_per_worker: float = Field(1.0, gt=0)
     use_gpu: bool | Literal["auto"] = Field("auto", description="auto: when the cluster has GPUs")

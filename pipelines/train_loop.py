@@ -33,6 +33,7 @@ from gfssm.pipelines.checkpoint import (
     write_checkpoint,
 )
 from gfssm.pipelines.config import Experiment, TrainConfig
+from gfssm.pipelines.stability import StabilityMonitor
 from gfssm.pipelines.tracking import ABORT_TAG, log_metrics, set_tags
 from gfssm.tasks.base import get_task, move_batch
 from gfssm.tasks.jobs import TaskInputError
@@ -185,6 +186,7 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
     budget_s = 60 * train.time_budget_minutes if train.time_budget_minutes else None
     started = time.monotonic()
     window = _new_window()
+    stability = StabilityMonitor(warmup_steps=train.warmup_steps)
     model.train()
 
     def save(step: int, metrics: dict[str, Any]) -> None:
@@ -203,12 +205,13 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
         loss = out.loss
         local_finite = bool(torch.isfinite(loss.detach()).item())
         spent = (time.monotonic() - started) / budget_s if budget_s and rank == 0 else 0.0
-        loss_sum, count, bad, time_used[0] = _sum_across_ranks(
+        loss_sum, count, bad, time_used[0], tokens = _sum_across_ranks(
             [
                 float(loss.detach()) * out.count if local_finite else 0.0,
                 float(out.count),
                 0.0 if local_finite else 1.0,
                 spent,
+                float(out.tokens or out.count),
             ],
             device,
         )
@@ -229,6 +232,14 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         scheduler.step()
+        mean_loss = loss_sum / max(count, 1e-9) if bad == 0 else math.nan
+        if stability.update(step, mean_loss, grad_norm, tokens) and train.stop_on_divergence:
+            if rank == 0:
+                print(f"diverged at step {step} ({stability.why}); stopping", flush=True)
+                last_eval = _evaluate(task, model, settings, train, device, autocast)
+                sink.log({**last_eval, **stability.metrics()}, step)
+            save(step, {**last_eval, "step": step, **stability.metrics()})
+            return
 
         if skipped:
             nonfinite += 1
@@ -256,6 +267,7 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
                     "grad_norm": window["grad_norm"] / window["steps"],
                     "lr": scheduler.get_last_lr()[0],
                     "items_per_s": window["count"] / elapsed,
+                    **stability.metrics(),
                 }
                 sink.log(logged, step)
                 print(
@@ -271,7 +283,12 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
                 sink.log(last_eval, step)
                 shown = "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items() if headline(k))
                 print(f"eval at step {step}: {shown}", flush=True)
-            metrics = {**last_eval, "step": step, "nonfinite_steps": nonfinite}
+            metrics = {
+                **last_eval,
+                "step": step,
+                "nonfinite_steps": nonfinite,
+                **stability.metrics(),
+            }
             if step % train.checkpoint_every == 0 or last_step:
                 save(step, metrics)
             else:
