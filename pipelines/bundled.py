@@ -79,3 +79,23 @@ def load_space_file(
             f"bundled: {', '.join(bundled_spaces()) or 'none'} (or pass a YAML path)"
         )
     return _read_resource(node, f"tune/{name}.yaml (bundled)")
+
+
+def bundled_studies() -> list[str]:
+    return sorted(
+        p.name[: -len(".yaml")] for p in _folder("studies").iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_study_file(name: str, base_dir: Path | None = None) -> tuple[dict[str, Any], str]:
+    """The raw study mapping: a YAML path, or the name of a bundled study."""
+    path = _user_path(name, base_dir)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return read_yaml(path), str(path)
+    node = _folder("studies", f"{name}.yaml")
+    if not node.is_file():
+        raise ExperimentError(
+            f"study {name}: no such file, and no bundled study {name!r}; bundled: "
+            f"{', '.join(bundled_studies()) or 'none'} (or pass a YAML path)"
+        )
+    return _read_resource(node, f"studies/{name}.yaml (bundled)")

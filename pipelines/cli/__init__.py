@@ -23,6 +23,7 @@ from gfssm.pipelines.cli import (
     jobs,
     runs,
     score,
+    study,
     submit,
     train,
     transcribe,
@@ -32,13 +33,14 @@ from gfssm.pipelines.errors import GFSSMUserError
 from gfssm.pipelines.quiet import quiet_third_party
 
 DEBUG_ENV = "GFSSM_DEBUG"
-COMMANDS = (train, tune, score, embed, transcribe, eval, submit, jobs, runs, data, configs)
+COMMANDS = (train, tune, study, score, embed, transcribe, eval, submit, jobs, runs, data, configs)
 
 EPILOG = """examples:
   gfssm train dna                                 # quickstart on the bundled E. coli genome
   gfssm train dna task.fasta=my_genome.fa.gz train.steps=200
   gfssm train dna --local train.time_budget_minutes=10
   gfssm tune dna tune.num_samples=4
+  gfssm study mqar-cpu                            # GFSSM vs Mamba-2 vs a Transformer
   gfssm score genome --model RUN_ID --fasta genome.fa --out scores/
   gfssm embed --model RUN_ID --fasta genome.fa --bed regions.bed --pool mean --window 1000 --out emb/
   gfssm submit --address http://HEAD:8265 -- gfssm train dna --config small

@@ -1,4 +1,4 @@
-"""``gfssm configs [TASK]``: the bundled experiments and search spaces."""
+"""``gfssm configs [TASK]``: the bundled experiments, search spaces and studies."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from gfssm.pipelines.cli.common import say
 
 
 def add(sub) -> None:
-    p = sub.add_parser("configs", help="list bundled experiments and search spaces")
+    p = sub.add_parser("configs", help="list bundled experiments, search spaces and studies")
     p.add_argument("task", nargs="?")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gfssm.pipelines.bundled import bundled_experiments, bundled_spaces
+    from gfssm.pipelines.bundled import bundled_experiments, bundled_spaces, bundled_studies
     from gfssm.pipelines.cli.common import load_task
     from gfssm.tasks.base import available_tasks
 
@@ -24,4 +24,5 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         say(f"{name}: experiments {', '.join(bundled_experiments(name)) or 'none'}")
     say(f"search spaces: {', '.join(bundled_spaces()) or 'none'}")
+    say(f"studies: {', '.join(bundled_studies()) or 'none'}")
     return 0
