@@ -276,6 +276,9 @@ def run_tune(
         # verbose=0: no status table every few seconds; trials print their own progress.
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
+    # Ctrl-C must reach us: Tune would swallow it, print its own resume advice and let
+    # the search be summarised as if it had finished.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
