@@ -78,6 +78,14 @@ def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def substitution_strata(merged: dict[str, np.ndarray], minus: np.ndarray) -> np.ndarray:
+    """Per variant: codon position and the change on the CDS's strand (ref -> alt) as one
+    code, for AUROCs that compare like with like."""
+    ref = np.where(minus, 3 - merged["ref"].astype(np.int64), merged["ref"])
+    alt = np.where(minus, 3 - merged["alt"].astype(np.int64), merged["alt"])
+    return merged["codon_pos"].astype(np.int64) * 16 + ref * 4 + alt
+
+
 @dataclass
 class VepJob(BatchJob):
     """Label and score every SNV of ``items`` (one per contig, planned by the command)."""
@@ -178,6 +186,7 @@ class VepJob(BatchJob):
             {s: merged[f"{s}_score"] for s in ("model", "markov")},
             merged["base_codon_pos"],
             {s: merged[f"{s}_entropy"] for s in ("model", "markov")},
+            strata=substitution_strata(merged, np.array([s == "-" for s in strands])[cds_of]),
         )
         summary.update(
             annotation=str(self.annotation),

@@ -45,6 +45,24 @@ def auroc(higher: np.ndarray, lower: np.ndarray) -> float:
     return float(u / (higher.size * lower.size))
 
 
+def matched_auroc(
+    higher: np.ndarray, lower: np.ndarray, higher_strata: np.ndarray, lower_strata: np.ndarray
+) -> float:
+    """:func:`auroc` counting only pairs from the same stratum (e.g. the same substitution
+    at the same codon position), so that base composition alone cannot separate the
+    classes: the per-stratum AUROCs averaged with weights n_higher * n_lower."""
+    higher, lower = np.asarray(higher, np.float64), np.asarray(lower, np.float64)
+    keep_h, keep_l = np.isfinite(higher), np.isfinite(lower)
+    higher, higher_strata = higher[keep_h], np.asarray(higher_strata)[keep_h]
+    lower, lower_strata = lower[keep_l], np.asarray(lower_strata)[keep_l]
+    total, pairs = 0.0, 0
+    for stratum in np.intersect1d(higher_strata, lower_strata):
+        h, lo = higher[higher_strata == stratum], lower[lower_strata == stratum]
+        total += auroc(h, lo) * h.size * lo.size
+        pairs += h.size * lo.size
+    return total / pairs if pairs else math.nan
+
+
 def _mean(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else None
@@ -55,12 +73,14 @@ def summarize(
     scores: dict[str, np.ndarray],
     codon_pos: np.ndarray,
     entropy: dict[str, np.ndarray],
+    strata: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The summary of a run: per-class counts and mean scores, the AUROCs of each scorer,
     and the mean entropy (bits) of each scorer at codon positions 1, 2, 3.
 
-    ``effect``/``scores``: one value per variant; ``codon_pos``/``entropy``: one per coding
-    base of each CDS."""
+    ``effect``/``scores``/``strata``: one value per variant; ``codon_pos``/``entropy``: one
+    per coding base of each CDS. With ``strata``, ``auroc_matched`` holds
+    :func:`matched_auroc` too."""
     counts = {name: int((effect == i).sum()) for i, name in enumerate(CLASSES)}
     synonymous = effect == SYNONYMOUS
     out: dict[str, Any] = {"counts": counts, "variants": int(effect.size), "auroc": {}}
@@ -71,6 +91,19 @@ def summarize(
         out["auroc"][s] = {
             name: auroc(scores[s][synonymous], scores[s][effect == cls])
             for name, cls in COMPARISONS.items()
+        }
+    if strata is not None:
+        out["auroc_matched"] = {
+            s: {
+                name: matched_auroc(
+                    scores[s][synonymous],
+                    scores[s][effect == cls],
+                    strata[synonymous],
+                    strata[effect == cls],
+                )
+                for name, cls in COMPARISONS.items()
+            }
+            for s in SCORERS
         }
     out["entropy_bits"] = {
         s: {str(k): _mean(entropy[s][codon_pos == k]) for k in (1, 2, 3)} for s in SCORERS
@@ -89,9 +122,12 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines.append(f"{'':34}{'model':>10}{'markov':>10}")
     for name in COMPARISONS:
         row = [summary["auroc"][s][name] for s in SCORERS]
-        lines.append(
-            f"{'AUROC ' + name.replace('_', ' '):34}" + "".join(f"{_fmt(v):>10}" for v in row)
-        )
+        label = "AUROC " + name.replace("_", " ")
+        lines.append(f"{label:34}" + "".join(f"{_fmt(v):>10}" for v in row))
+        if "auroc_matched" in summary:
+            row = [summary["auroc_matched"][s][name] for s in SCORERS]
+            label = "  same substitution and codon pos"
+            lines.append(f"{label:34}" + "".join(f"{_fmt(v):>10}" for v in row))
     for k in ("1", "2", "3"):
         row = [summary["entropy_bits"][s][k] for s in SCORERS]
         lines.append(

@@ -229,6 +229,7 @@ def test_job_end_to_end(tmp_path, phix, loaded, lambda_text):
     # three alternatives per coding base, each scored from the same four-base prediction
     assert table.groupby(["contig", "pos", "gene"])["model_score"].nunique().max() == 3
     assert set(summary["entropy_bits"]["model"]) == {"1", "2", "3"}
+    assert 0.0 <= summary["auroc_matched"]["model"]["missense_vs_synonymous"] <= 1.0
     assert any("AUROC stop gained vs synonymous" in line for line in lines)
 
 
@@ -281,3 +282,17 @@ def test_baseline_falls_back_to_the_evaluated_file_when_training_data_is_gone(
     job = make_vep_job(args, tmp_path, loaded)
     assert "baseline is uniform" in job.summary()
     assert job.markov_settings.val_contigs == ("NC_001422.1",)
+
+
+def test_matched_auroc_counts_only_pairs_within_a_stratum():
+    from gfssm.tasks.dna.vep.metrics import matched_auroc
+
+    rng = np.random.default_rng(1)
+    higher, lower = rng.integers(0, 5, 40).astype(float), rng.integers(0, 5, 30).astype(float)
+    sh, sl = rng.integers(0, 3, 40), rng.integers(1, 4, 30)
+    pairs = [
+        1.0 if a > b else 0.5 if a == b else 0.0
+        for (a, x), (b, y) in itertools.product(zip(higher, sh), zip(lower, sl))
+        if x == y
+    ]
+    assert matched_auroc(higher, lower, sh, sl) == pytest.approx(np.mean(pairs))
