@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
+from gfssm import GFSSMForCausalLM
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.markov import MarkovModel, context_lengths
 from gfssm.tasks.dna.objective import base_log_probs
@@ -29,7 +29,7 @@ LOG2E = 1.0 / np.log(2.0)
 
 
 def _stream(
-    model: nn.Module,
+    model: GFSSMForCausalLM,
     tokens_of: Callable[[int, int], np.ndarray],
     length: int,
     piece_length: int,
@@ -89,7 +89,7 @@ class _Collector:
 
 @torch.inference_mode()
 def model_rows(
-    model: nn.Module,
+    model: GFSSMForCausalLM,
     genome: Genome,
     contig: str,
     regions: list[tuple[int, int]],
@@ -110,22 +110,16 @@ def model_rows(
             def rc_tokens(a: int, b: int, top: int = end) -> np.ndarray:
                 return reverse_complement(genome.tokens(contig, top - b, top - a)[0])
 
-            _stream(
-                model,
-                forward_tokens,
-                end - start,
-                piece_length,
-                lambda s, rows, first=start: forward.keep(first + s, rows),
-            )
-            # stream position s of the reverse strand is genomic base end - 1 - s; its
-            # column c predicts the complement 3 - c, so columns reversed are + strand bases
-            _stream(
-                model,
-                rc_tokens,
-                end - start,
-                piece_length,
-                lambda s, rows, top=end: reverse.keep(top - 1 - s, rows[:, ::-1]),
-            )
+            def keep_forward(s: np.ndarray, rows: np.ndarray, first: int = start) -> None:
+                forward.keep(first + s, rows)
+
+            def keep_reverse(s: np.ndarray, rows: np.ndarray, top: int = end) -> None:
+                # stream position s of the reverse strand is genomic base end - 1 - s; its
+                # column c predicts the complement 3 - c: reversed columns are + strand bases
+                reverse.keep(top - 1 - s, rows[:, ::-1])
+
+            _stream(model, forward_tokens, end - start, piece_length, keep_forward)
+            _stream(model, rc_tokens, end - start, piece_length, keep_reverse)
     finally:
         model.train(was_training)
     return _combine(forward.rows, reverse.rows)
