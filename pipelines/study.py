@@ -5,7 +5,8 @@ GPUs) running the one training loop in place (:func:`~gfssm.pipelines.train_loop
 with a local context), so small models fill a machine with many trials at once. The study
 has one MLflow parent run; its trials are children tagged with their grid cell.
 
-Resuming: the same command again finds the study's parent run (by the study's name), keeps
+Resuming: the same command again finds the study's parent run (by the study's name and a
+fingerprint of every trial's resolved experiment, so a changed study starts afresh), keeps
 every FINISHED trial, reopens the others' runs and continues them from their last
 checkpoint. ``restart=True`` starts a new study run instead.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from gfssm.pipelines.tracking import (
 from gfssm.pipelines.train_context import LocalContext
 
 STUDY_TAG = f"{TAG_PREFIX}study"
+FINGERPRINT_TAG = f"{TAG_PREFIX}study_fingerprint"
 TRIAL_TAG = f"{TAG_PREFIX}study_trial"
 CELL_TAGS = ("contender", "lr", "seed", "length", "parameters")
 
@@ -162,14 +166,24 @@ def _progress_callbacks(total: int, done: int, metric: str, log) -> list:
     return [Silent(), Progress()]
 
 
-def find_parent(client, spec: StudySpec):
-    """The latest MLflow run of this study, or None."""
+def fingerprint(experiments: dict[str, Experiment]) -> str:
+    """What decides a study's results: every trial's resolved experiment. A study file or
+    override that changes them starts a new study run instead of resuming an old one."""
+    text = json.dumps(
+        {k: e.model_dump(mode="json") for k, e in sorted(experiments.items())}, sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def find_parent(client, spec: StudySpec, print_: str):
+    """The latest MLflow run of this study with this fingerprint, or None."""
     exp = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
     if exp is None:
         return None
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.`{STUDY_TAG}` = '{spec.name}' and tags.`{TAG_PREFIX}kind` = 'study'",
+        filter_string=f"tags.`{STUDY_TAG}` = '{spec.name}' and tags.`{TAG_PREFIX}kind` = 'study'"
+        f" and tags.`{FINGERPRINT_TAG}` = '{print_}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -226,7 +240,8 @@ def run_study(
     client = tracking_client(tracking_uri)
     uri = resolve_tracking_uri(tracking_uri)
     mark_orphaned_runs(client)
-    previous = None if restart else find_parent(client, spec)
+    print_ = fingerprint(experiments)
+    previous = None if restart else find_parent(client, spec, print_)
     done: set[str] = set()
     reopen: dict[str, str] = {}
     if previous is not None:
@@ -242,7 +257,7 @@ def run_study(
         log(f"resuming study {spec.name} (MLflow run {parent}): {len(done)} trial(s) done")
     else:
         tags = run_tags(task=task.name, preset=spec.name, model_preset="study", kind="study")
-        tags.update({STUDY_TAG: spec.name, **driver_tags()})
+        tags.update({STUDY_TAG: spec.name, FINGERPRINT_TAG: print_, **driver_tags()})
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         parent = create_run(
             client, experiment=MLFLOW_EXPERIMENT, run_name=f"study-{spec.name}-{stamp}", tags=tags

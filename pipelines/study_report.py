@@ -146,7 +146,7 @@ def markdown(spec: StudySpec, summary: list[dict[str, Any]], failed: int) -> str
             str(s["runs"]), rate, _fmt(s["median_diverged_step"], 4),
             f"{_fmt(s['final_mean'])} ± {_fmt(s['final_ci95'], 2)}", _fmt(s["best_mean"]),
             _fmt(s["max_grad_norm_median"]), _fmt(s["max_loss_spike_median"]),
-            _fmt(s["tokens_per_s"], 4), *[_fmt(s.get(k, math.nan)) for k in lengths],
+            f"{s['tokens_per_s']:,.0f}" if math.isfinite(s["tokens_per_s"]) else "-", *[_fmt(s.get(k, math.nan)) for k in lengths],
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     if failed:

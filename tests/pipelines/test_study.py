@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gfssm.pipelines.cli import main
-from gfssm.pipelines.study import STUDY_TAG, TRIAL_TAG, run_study
+from gfssm.pipelines.study import STUDY_TAG, TRIAL_TAG, fingerprint, run_study
 from gfssm.pipelines.study_report import mean_ci, wilson
 from gfssm.pipelines.study_spec import CONTENDERS, expand, load_spec
 from gfssm.pipelines.tracking import PARENT_TAG
@@ -62,6 +62,16 @@ def test_grid_matches_parameters_and_covers_every_cell():
     assert by_name["gfssm-floor"].model["A_floor"] == 0.0
     assert tuple(by_name["mamba2+fir"].model["fir_sizes"]) == (4, 8, 16, 32)
     assert all(t.experiment.train.stop_on_divergence for t in trials)
+    # A changed study is a new study: resuming never mixes trials of two settings.
+    first = fingerprint({t.key: t.experiment for t in trials})
+    assert first == fingerprint({t.key: t.experiment for t in trials})
+    changed = load_spec(
+        {**SPEC, "contenders": ["all"], "seeds": [0, 1], "lengths": [64, 128]},
+        "test",
+        {"length_key": "task.train_length", "learning_rates": [1.0e-2]},
+    )
+    other = expand(changed, get_task("synthetic"), "test")
+    assert fingerprint({t.key: t.experiment for t in other}) != first
 
 
 def test_intervals():
