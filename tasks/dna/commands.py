@@ -1,5 +1,6 @@
-"""The ``gfssm`` commands of the DNA task: ``score genome``, ``score variants`` (batch jobs
-over a trained model) and the data steps ``data index|genbank|bgzip|snp2vcf``.
+"""The ``gfssm`` commands of the DNA task: ``score genome``, ``score variants``, ``embed`` and
+``eval dna-vep`` (batch jobs over a trained model) and the data steps
+``data index|genbank|bgzip|snp2vcf``.
 
 Paths are taken as the user typed them and resolved against the folder the command was run
 in; bad input raises :class:`~gfssm.tasks.TaskInputError` naming the file and line.
@@ -145,6 +146,7 @@ def dna_commands() -> list[TaskCommand]:
             add_variant_arguments,
             make_job=make_variant_job,
         ),
+        embed_command(),
         vep_command(),
         TaskCommand(
             "data",
@@ -174,5 +176,4 @@ def dna_commands() -> list[TaskCommand]:
             _add_snp2vcf,
             run=_snp2vcf,
         ),
-        embed_command(),
     ]

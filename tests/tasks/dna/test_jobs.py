@@ -78,6 +78,8 @@ def test_commands_and_predictor(task, loaded):
     assert names == [
         ("score", "genome", True),
         ("score", "variants", True),
+        ("embed", None, True),
+        ("eval", "dna-vep", True),
         ("data", "index", False),
         ("data", "genbank", False),
         ("data", "bgzip", False),
