@@ -1,8 +1,9 @@
 """The ``dna`` task plugin: next-base prediction on long genome windows.
 
 Pipelines drive it through :class:`gfssm.tasks.Task` only: :meth:`DnaTask.prepare` resolves
-and checks the user's files, :meth:`DnaTask.commands` offers ``gfssm score genome|variants``
-and ``gfssm data index|genbank|bgzip|snp2vcf`` (:mod:`gfssm.tasks.dna.commands`), and
+and checks the user's files, :meth:`DnaTask.commands` offers ``gfssm score genome|variants``,
+``gfssm embed``, ``gfssm eval dna-vep`` and ``gfssm data index|genbank|bgzip|snp2vcf``
+(:mod:`gfssm.tasks.dna.commands`), and
 :meth:`DnaTask.predictor` is the MLflow pyfunc. Genome-wide and variant scoring live in
 :mod:`gfssm.tasks.dna.scoring` and :mod:`gfssm.tasks.dna.variants`.
 """
