@@ -1,4 +1,5 @@
-"""Score a whole genome in one process: plan, score each item into its shard, merge."""
+"""Score a whole genome in one process: plan, score each group of items (one batch) into
+their shards, merge."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gfssm.tasks.dna.regions import Interval
 from gfssm.tasks.dna.scoring.output import ScoreOutputs, merge_shards
 from gfssm.tasks.dna.scoring.plan import plan_scoring
 from gfssm.tasks.dna.scoring.shards import ShardStore
-from gfssm.tasks.dna.scoring.stream import ScoringOptions, score_work_item
+from gfssm.tasks.dna.scoring.stream import ScoringOptions, group_items, score_work_items
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,24 @@ def score_genome(
     with tqdm(
         total=total, unit="base", unit_scale=True, disable=not progress, desc="scoring"
     ) as bar:
-        for item in todo:
-            bar.set_postfix_str(f"{item.contig}:{item.start + 1:,}-{item.end:,}")
-            scores = score_work_item(
-                model, genome, item, options, out=store.open_for_writing(item), progress=bar.update
+        for group in group_items(plan, options):
+            missing = [not store.is_done(item) for item in group]
+            if not any(missing):
+                continue
+            first, last = group[0], group[-1]
+            bar.set_postfix_str(f"{first.contig}:{first.start + 1:,}-{last.end:,}")
+            # a group is always scored whole, so its batch (and so every float) is the
+            # same as in a fresh run or a Ray worker; items already done are not rewritten
+            outs = [store.open_for_writing(i) if m else None for i, m in zip(group, missing)]
+            live = all(missing)  # else count the missing bases once the group is done
+            results = score_work_items(
+                model, genome, group, options, outs=outs, progress=bar.update if live else None
             )
-            store.commit(scores)
+            for scores, m in zip(results, missing):
+                if m:
+                    store.commit(scores)
+            if not live:
+                bar.update(passes * sum(i.length for i, m in zip(group, missing) if m))
     return merge_shards(
         plan,
         store,
