@@ -96,7 +96,9 @@ def plot_lengths(spec: StudySpec, summary, out: Path) -> Path | None:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("evaluation length (tokens)")
         ax.set_ylabel(str(spec.length_metric_prefix).rstrip("_L"))
-        ax.set_title(f"trained at length {length}" if length else "by length")
+        ax.set_title(
+            f"trained at length {length}" if length else f"{spec.name}: best lr per contender"
+        )
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
