@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=ScoringOptions.batch_streams)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plans", nargs="+", default=["whole", "segments"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = build_model(args.model, args.experiment, "cpu")
@@ -132,7 +133,7 @@ def main() -> None:
         f"{'GFLOP/s':>8} {'matmul':>7} {'fraction':>8}",
         flush=True,
     )
-    for plan in ("whole", "segments"):
+    for plan in args.plans:
         for rc in (False, True):
             old_s, new_s, mm = [], [], []
             for _ in range(args.repeats):  # interleaved, so load changes hit both

@@ -4,10 +4,10 @@ Each item is read by one forward stream (and one reverse-complement stream) in p
 ``piece_length`` bases; the model's streaming cache carries the state from piece to piece,
 so every base is scored with all the context the item reads, in memory that does not grow
 with the contig. The streams of several items run as the rows of one batch
-(:mod:`gfssm.tasks.dna.scoring.batch`); a row sees only its own stream, so an item gets
-the scores it gets alone (rows never mix; they agree to float rounding, which on the CPU
-reference kernels is bit for bit). Ray workers score the same groups of items
-(:func:`~gfssm.tasks.dna.scoring.plan.group_items`) as the single-process path.
+(:mod:`gfssm.tasks.dna.scoring.batch`; :func:`group_items` picks them); a row sees only
+its own stream and the piece length per row is fixed, so an item gets the scores it gets
+alone: the same to float rounding, and bit for bit on the CPU reference kernels, which is
+why a Ray worker scoring one item per call writes the same outputs as ``score_genome``.
 """
 
 from __future__ import annotations
