@@ -57,7 +57,7 @@ def test_overrides_reach_every_section(tiny_dna):
         ("train.steps=abc", "train.steps: Input should be a valid integer"),
         ("train.steps=0", "train.steps: Input should be greater than or equal to 1"),
         ("model.headdim=7", "must be divisible by headdim"),
-        ("model.preset=mamba3", "valid: ('gfssm', 'mamba2')"),
+        ("model.preset=mamba3", "valid: ('gfssm', 'mamba2', 'transformer')"),
         ("train.eval_every=4", "must be a multiple of eval_every=4"),
         ("task.window_length=2", "task.window_length: Input should be greater than or equal"),
     ],

@@ -152,8 +152,11 @@ def test_invalid_base_found_while_scoring_keeps_finished_shards(
     genome = Genome(path)
     model = GFSSMForCausalLM(tiny_config)
     prefix = tmp_path / "out"
+    # One stream per batch: items are scored in groups, and a group with bad input is
+    # lost whole; the groups before it must be kept.
+    options = ScoringOptions(256, batch_streams=1)
     with pytest.raises(InvalidBaseError, match=r"contig 'b' position 401 \(1-based\)"):
-        score_genome(model, genome, prefix, options=ScoringOptions(256), progress=False)
+        score_genome(model, genome, prefix, options=options, progress=False)
     plan = plan_scoring(genome)
     store = ShardStore(f"{prefix}.shards")
     assert store.is_done(plan[0]) and not store.is_done(plan[1])
