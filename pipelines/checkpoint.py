@@ -34,6 +34,7 @@ class TrainState:
     rng: dict[str, Any] = field(default_factory=dict)
     experiment: dict[str, Any] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
+    stability: dict[str, Any] = field(default_factory=dict)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -102,6 +103,7 @@ def write_checkpoint(
             "rng": state.rng,
             "experiment": state.experiment,
             "last_eval": state.last_eval,
+            "stability": state.stability,
         },
         directory / STATE_FILE,
     )
@@ -124,5 +126,6 @@ def read_checkpoint(directory: Path, *, map_location: str | torch.device = "cpu"
         rng=raw.get("rng", {}),
         experiment=raw.get("experiment", {}),
         last_eval=dict(raw.get("last_eval", {})),
+        stability=dict(raw.get("stability", {})),
     )
     return weights, state

@@ -78,6 +78,21 @@ class StabilityMonitor:
         self.diverged_step, self.why = step, why
         return True
 
+    def state(self) -> dict[str, float | int | str | None]:
+        """Plain values for a checkpoint, so a resumed run keeps its starting loss, extremes
+        and throughput (and a divergence found before the checkpoint)."""
+        values = {k: v for k, v in self.__dict__.items() if k != "started"}
+        values["elapsed"] = time.perf_counter() - self.started
+        return values
+
+    @classmethod
+    def restored(cls, values: dict) -> StabilityMonitor:
+        values = dict(values)
+        elapsed = float(values.pop("elapsed", 0.0))
+        monitor = cls(**values)
+        monitor.started = time.perf_counter() - elapsed
+        return monitor
+
     def metrics(self) -> dict[str, float]:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         return {

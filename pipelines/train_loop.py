@@ -153,6 +153,7 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
     scheduler = LambdaLR(optimizer, warmup_cosine(train, time_used))
 
     step, nonfinite, last_eval, restored = 0, 0, {}, False
+    stability = StabilityMonitor(warmup_steps=train.warmup_steps)
     with ctx.restore() as folder:
         if folder is not None:
             weights, state = read_checkpoint(Path(folder), map_location=device)
@@ -165,6 +166,8 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
                 state.last_eval,
                 True,
             )
+            if state.stability:
+                stability = StabilityMonitor.restored(state.stability)
             if rank == 0:
                 restore_rng(state.rng)
     if not restored or rank != 0:
@@ -186,11 +189,11 @@ def _train(experiment: Experiment, ctx, sink: _MetricsSink | None) -> None:
     budget_s = 60 * train.time_budget_minutes if train.time_budget_minutes else None
     started = time.monotonic()
     window = _new_window()
-    stability = StabilityMonitor(warmup_steps=train.warmup_steps)
     model.train()
 
     def save(step: int, metrics: dict[str, Any]) -> None:
         state = _state(step, optimizer, scheduler, nonfinite, experiment, last_eval)
+        state.stability = stability.state()
         _report(ctx, step, metrics, (task, model, model_config, settings, state))
         if sink is not None:
             sink.flush()

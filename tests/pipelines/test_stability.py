@@ -4,6 +4,8 @@ runs, one made to diverge (a huge learning rate, no clipping) and one that does 
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -99,3 +101,23 @@ def test_real_runs_one_made_to_diverge_one_not(tracking_uri, tmp_path, monkeypat
     assert metrics["max_grad_norm"] > 0 and metrics["tokens_per_s"] > 0
     assert metrics["peak_memory_mb"] > 10
     assert [s for s, _ in metric_history(client, calm.run_id, "eval_accuracy")] == [20, 40]
+
+
+def test_a_resumed_monitor_continues_where_it_stopped():
+    losses = [4.0] * 5 + [3.0] * 20 + [9.0] * 30
+    whole, hit = feed(losses, warmup=5)
+    first = StabilityMonitor(warmup_steps=5)
+    for step, loss in enumerate(losses[:20], start=1):
+        first.update(step, loss, 1.0, tokens=100)
+    import torch  # a checkpoint holds the state; it must load with weights_only=True
+
+    path = Path(tempfile.mkdtemp()) / "state.pt"
+    torch.save(first.state(), path)
+    resumed = StabilityMonitor.restored(torch.load(path, weights_only=True))
+    later = [
+        step
+        for step, loss in enumerate(losses[20:], start=21)
+        if resumed.update(step, loss, 1.0, tokens=100)
+    ]
+    assert later == hit and resumed.start_loss == whole.start_loss
+    assert resumed.max_loss_spike == whole.max_loss_spike and resumed.tokens == whole.tokens
