@@ -157,7 +157,9 @@ def _progress_callbacks(total: int, done: int, metric: str, log) -> list:
                 if result.get("diverged")
                 else "finished"
             )
-            shown = [f"{k} {result[k]:.4g}" for k in (metric, "tokens_per_s") if k in result]
+            shown = [f"{metric} {result[metric]:.4g}"] if metric in result else []
+            if "tokens_per_s" in result:
+                shown.append(f"{result['tokens_per_s']:,.0f} tokens/s")
             self._line(trial, ", ".join([what, *shown]))
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
