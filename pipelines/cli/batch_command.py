@@ -34,6 +34,19 @@ def attach(parser: argparse.ArgumentParser, task, spec) -> None:
         parser.set_defaults(handler=lambda args: spec.run(args, base_dir(), say))
 
 
+def add_standalone(sub, command: str) -> None:
+    """``gfssm COMMAND ...`` for the one task command that stands alone under that name
+    (``transcribe``, ``embed``); nothing when no installed task offers it."""
+    from gfssm.pipelines.cli.common import task_commands
+
+    found = [(t, c) for t, c in task_commands(command) if c.name is None]
+    if not found:
+        return
+    task, spec = found[0]
+    p = sub.add_parser(command, help=spec.help, description=spec.description or spec.help)
+    attach(p, task, spec)
+
+
 def run_batch_job(args: argparse.Namespace, task, spec) -> int:
     from gfssm.pipelines.batch import PoolSpec, run_job
     from gfssm.tasks.pretrained import load_model
