@@ -108,14 +108,11 @@ class MarkovModel:
             self.tables[j].add(codes[is_target & (ctx >= j)])
         return self
 
-    def score(self, tokens: np.ndarray, first: int = 1) -> MarkovScores:
-        """Scores of positions ``first..L-1`` of ``tokens`` whose base is A/C/G/T, each from
-        at most ``order`` preceding bases inside ``tokens``; arrays over those positions."""
+    def base_probs(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), 4) probabilities of each base at ``positions`` of ``tokens``,
+        from at most ``order`` preceding bases inside ``tokens``, refined order by order."""
         tokens = np.asarray(tokens, np.int64)
-        positions = np.flatnonzero(tokens < N_BASES)
-        positions = positions[positions >= first]
         ctx = context_lengths(tokens)[positions]
-        # probabilities of all four bases at each position, refined order by order
         probs = np.full((positions.size, N_BASES), 1.0 / N_BASES)
         for j, all_codes in self._orders(tokens):
             codes = all_codes[positions]
@@ -125,6 +122,15 @@ class MarkovModel:
             total = counts.sum(axis=1, keepdims=True)
             refined = (counts + self.alpha * probs) / (total + self.alpha)
             probs = np.where((ctx >= j)[:, None], refined, probs)
+        return probs
+
+    def score(self, tokens: np.ndarray, first: int = 1) -> MarkovScores:
+        """Scores of positions ``first..L-1`` of ``tokens`` whose base is A/C/G/T, each from
+        at most ``order`` preceding bases inside ``tokens``; arrays over those positions."""
+        tokens = np.asarray(tokens, np.int64)
+        positions = np.flatnonzero(tokens < N_BASES)
+        positions = positions[positions >= first]
+        probs = self.base_probs(tokens, positions)
         true = tokens[positions]
         return MarkovScores(
             target=true,

@@ -20,7 +20,7 @@ import torch
 
 from gfssm import GFSSMForCausalLM
 from gfssm.tasks.dna.genome import Genome
-from gfssm.tasks.dna.markov import MarkovModel, context_lengths
+from gfssm.tasks.dna.markov import MarkovModel
 from gfssm.tasks.dna.objective import base_log_probs
 from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
 
@@ -129,18 +129,7 @@ def markov_log2_rows(markov: MarkovModel, tokens: np.ndarray, at: np.ndarray) ->
     """(len(at), 4) log2 P of each base at positions ``at`` of ``tokens``, from at most
     ``order`` bases before it inside ``tokens`` (the sums of :meth:`MarkovModel.score`,
     for every base instead of the true one)."""
-    tokens = np.asarray(tokens, np.int64)
-    ctx = context_lengths(tokens)[at]
-    probs = np.full((at.size, N_BASES), 1.0 / N_BASES)
-    for j, all_codes in markov._orders(tokens):
-        codes = all_codes[at]
-        context_code = codes - codes % N_BASES
-        table = markov.tables[j]
-        counts = np.stack([table.lookup(context_code + b) for b in range(N_BASES)], axis=1)
-        total = counts.sum(axis=1, keepdims=True)
-        refined = (counts + markov.alpha * probs) / (total + markov.alpha)
-        probs = np.where((ctx >= j)[:, None], refined, probs)
-    return np.log2(probs)
+    return np.log2(markov.base_probs(tokens, at))
 
 
 def baseline_rows(
