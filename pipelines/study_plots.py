@@ -20,6 +20,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, axes, path: Path) -> Path:
+    """One legend (the first panel's), tight layout, the PNG written, the figure freed."""
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _best_lr(summary: list[dict[str, Any]], contender: str, length, mode: str) -> float | None:
     lines = [
         s
@@ -55,12 +64,7 @@ def plot_divergence(summary, out: Path) -> Path:
         ax.set_ylabel("divergence rate across seeds")
         ax.set_title(f"train length {length}" if length else "divergence")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "divergence_vs_lr.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, out / "divergence_vs_lr.png")
 
 
 def plot_lengths(spec: StudySpec, summary, out: Path) -> Path | None:
@@ -100,12 +104,7 @@ def plot_lengths(spec: StudySpec, summary, out: Path) -> Path | None:
             f"trained at length {length}" if length else f"{spec.name}: best lr per contender"
         )
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "metric_vs_length.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, out / "metric_vs_length.png")
 
 
 def plot_losses(rows, curves, out: Path) -> Path:
@@ -127,12 +126,7 @@ def plot_losses(rows, curves, out: Path) -> Path:
         ax.set_ylabel("training loss")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "loss_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, out / "loss_curves.png")
 
 
 def plot_all(spec: StudySpec, rows, summary, curves, out: Path) -> dict[str, Path]:
