@@ -87,19 +87,23 @@ def test_intervals():
 def test_two_trials_on_tune_with_mlflow_then_resume(local_ray, tracking_uri, tmp_path):
     task = get_task("synthetic")
     spec = load_spec(SPEC, "test", {})
-    lines: list[str] = []
     out = tmp_path / "summary"
-    outcome = run_study(
-        SPEC,
-        "test",
-        spec=spec,
-        task=task,
-        experiment_overrides={},
-        tracking_uri=tracking_uri,
-        out=out,
-        base_dir=tmp_path,
-        log=lines.append,
-    )
+
+    def study(log):
+        return run_study(
+            SPEC,
+            "test",
+            spec=spec,
+            task=task,
+            experiment_overrides={},
+            tracking_uri=tracking_uri,
+            out=out,
+            base_dir=tmp_path,
+            log=log,
+        )
+
+    lines: list[str] = []
+    outcome = study(lines.append)
     assert outcome.failed == [] and outcome.ran == 2
     client = MlflowClient(tracking_uri)
     parent = client.get_run(outcome.parent_run_id)
@@ -131,17 +135,7 @@ def test_two_trials_on_tune_with_mlflow_then_resume(local_ray, tracking_uri, tmp
 
     # The same study again: nothing reruns, the report is rebuilt from MLflow.
     again: list[str] = []
-    second = run_study(
-        SPEC,
-        "test",
-        spec=spec,
-        task=task,
-        experiment_overrides={},
-        tracking_uri=tracking_uri,
-        out=out,
-        base_dir=tmp_path,
-        log=again.append,
-    )
+    second = study(again.append)
     assert second.parent_run_id == outcome.parent_run_id and second.ran == 0
     assert any("2 trial(s) done" in line for line in again)
 
