@@ -27,7 +27,7 @@ import math
 import torch
 import triton
 
-from gfssm.kernels.ssd import triton_chunk_bwd, triton_scan
+from gfssm.kernels.ssd import triton_chunk_bwd, triton_chunked, triton_scan
 from gfssm.kernels.ssd.reference import discretize
 from gfssm.kernels.ssd.segments import Segments
 from gfssm.kernels.ssd.triton_meta import ScanLayout, scan_layout
@@ -90,6 +90,11 @@ class _Options:
         self.ni = next_power_of_2(n_init, minimum=16)  # rows of the initial-token tiles
         self.slots = max(n_init, 1)
 
+    def chunked(self, batch_heads: int, headdim: int, device: torch.device) -> bool:
+        """The chunk-parallel schedule (see ``triton_chunked.schedule``)."""
+        nc = self.layout.nchunks
+        return triton_chunked.schedule(batch_heads, headdim, nc, device) == "chunked"
+
 
 def _or(t: torch.Tensor | None, other: torch.Tensor) -> torch.Tensor:
     """A placeholder pointer for an absent optional tensor (the kernel never reads it)."""
@@ -123,20 +128,35 @@ class SsdScanFunction(torch.autograd.Function):
             HAS_SINK=n_sink > 0, HAS_INIT=opt.has_init, DOT_PREC=dot_precision(x.dtype),
             num_warps=4,
         )  # fmt: skip
-        triton_scan.ssd_forward_kernel[lambda m: (b * H, triton.cdiv(P, m["BLOCK_P"]))](
+        seg = _or(lay.seg, dummy)
+        chunked = opt.chunked(b * H, P, x.device)
+        states = A
+        if chunked:  # chunk states in parallel, a cheap pass, then every chunk's y
+            states, _, S_final = triton_chunked.chunk_states(
+                x, dt, A, B, dt_bias, seg, S0, nc=lay.nchunks, Q=lay.chunk, hpg=opt.hpg,
+                lo=opt.lo, hi=opt.hi, softplus=opt.softplus, has_seq=lay.seg is not None,
+                dot_prec=dot_precision(x.dtype),
+            )  # fmt: skip
+
+        def grid(m):
+            p_blocks = triton.cdiv(P, m["BLOCK_P"])
+            return (lay.nchunks, b * H, p_blocks) if chunked else (b * H, p_blocks)
+
+        triton_scan.ssd_forward_kernel[grid](
             x, dt, A, B, C, _or(D, A), _or(dt_bias, A), _or(sink_k, A), _or(sink_v, A),
-            _or(gain, A), _or(lay.seg, dummy), _or(lay.pos, dummy), _or(lay.chunks, dummy),
-            _or(S0, A), _or(I0, A), cb, kc, cbp, y, S_final, A,
+            _or(gain, A), seg, _or(lay.pos, dummy), _or(lay.chunks, dummy),
+            _or(S0, A), _or(I0, A), cb, kc, cbp, y, S_final, states,
             L, lay.nchunks, H, G, opt.hpg, P, N, n_sink, opt.n_init, opt.lo, opt.hi,
             size_class(b * H, lay.nchunks),
             *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *y.stride(),
             Q=lay.chunk, BLOCK_N=next_power_of_2(N, 16), NI=opt.ni,
             SP=SP, HAS_D=D is not None, HAS_BIAS=dt_bias is not None,
             SOFTPLUS=opt.softplus, HAS_SEQ=lay.seg is not None, HAS_SINK=n_sink > 0,
-            HAS_INIT=opt.has_init, HAS_S0=S0 is not None, HAS_I0=I0 is not None,
-            WRITE_Y=True, WRITE_FINAL=True, STORE_STATES=False, STRIDE=1,
-            DOT_PREC=dot_precision(x.dtype),
+            HAS_INIT=opt.has_init, HAS_S0=S0 is not None and not chunked,
+            HAS_I0=I0 is not None, WRITE_Y=True, WRITE_FINAL=not chunked, STORE_STATES=False,
+            STRIDE=1, CHUNKED=chunked, DOT_PREC=dot_precision(x.dtype),
         )  # fmt: skip
+        del states  # (freed here: the backward recomputes them)
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, sink_k, sink_v, gain, S0, I0, cb, kc, cbp)
         ctx.opt = opt
         return y, S_final
@@ -150,7 +170,6 @@ class SsdScanFunction(torch.autograd.Function):
         b, L, H, P = x.shape
         G, N = B.shape[-2:]
         nc = lay.nchunks
-        R = checkpoint_stride(lay.chunk, nc)
         n_sink = sink_k.shape[0] if sink_k is not None else 0
         SP = next_power_of_2(n_sink, 16)
         dev, f32 = x.device, torch.float32
@@ -161,44 +180,29 @@ class SsdScanFunction(torch.autograd.Function):
                       SOFTPLUS=opt.softplus, HAS_SEQ=lay.seg is not None)  # fmt: skip
         strides = (*x.stride(), *dt.stride(), *B.stride(), *C.stride())
 
-        def seq_grid(m):
-            return (b * H, triton.cdiv(P, m["BLOCK_P"]))
-
-        # The stored states and adjoints are read only as dot operands, rounded to the input
-        # dtype: stored in it (half the bytes of fp32 at bf16/fp16, the same results).
-        states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
-        triton_scan.ssd_forward_kernel[seq_grid](
-            x, dt, A, B, C, A, _or(dt_bias, A), A, A, A, seg, pos, chunks, _or(S0, A), A,
-            A, A, A, A, A, states,
-            L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, size_class(b * H, nc),
-            *strides, 0, 0, 0, 0,
-            SP=16, HAS_D=False, HAS_SINK=False, HAS_INIT=False, HAS_S0=S0 is not None,
-            HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, STRIDE=R,
-            **common,
-        )  # fmt: skip
-
         track_gi = gain is not None and (opt.has_init or I0 is not None)
         slots = opt.has_init
-        grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
-        dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
-        dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
         # Initial-token slots, written per head by plain stores (no atomics: deterministic).
         slot_shape = (b, nc, opt.slots) if slots else (1, 1, 1)
         slot_dx = new_buffer(*slot_shape, H, P, device=dev, dtype=f32)
         slot_dd = new_buffer(*slot_shape, H, device=dev, dtype=f32)
         slot_dB = new_buffer(*slot_shape, H, N, device=dev, dtype=f32)
-        state_grad, whole_p = triton_scan.ssd_state_grad_kernel, {}
-        if slots:
-            state_grad = triton_scan.ssd_state_grad_whole_p_kernel
-            whole_p = dict(BLOCK_P=next_power_of_2(P, 16))
-        state_grad[seq_grid](
-            x, dt, A, B, C, _or(dt_bias, A), _or(gain, A), seg, chunks, dy,
-            _or(dS_final, A), grad_states, dS0, dI0, slot_dx, slot_dd, slot_dB,
-            L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, size_class(b * H, nc),
-            *strides, *dy.stride(),
-            TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, STRIDE=R,
-            **common, **whole_p,
-        )  # fmt: skip
+        if opt.chunked(b * H, P, dev):
+            # Chunk states and adjoints in parallel over chunks, fp32 (b, H, nc, P, N).
+            flags = dict(nc=nc, Q=lay.chunk, hpg=opt.hpg, lo=opt.lo, hi=opt.hi,
+                         softplus=opt.softplus, has_seq=lay.seg is not None,
+                         dot_prec=dot_precision(x.dtype))  # fmt: skip
+            states, decay, _ = triton_chunked.chunk_states(x, dt, A, B, dt_bias, seg, S0, **flags)
+            grad_states, dS0, dI0 = triton_chunked.chunk_grad_states(
+                x, dt, A, B, C, dt_bias, gain, seg, chunks, dy, dS_final, decay,
+                (slot_dx, slot_dd, slot_dB) if slots else None,
+                track_gi=track_gi, ni=opt.ni, nslot=opt.slots, **flags,
+            )  # fmt: skip
+        else:
+            states, grad_states, dS0, dI0 = _sequential_states(
+                x, dt, A, B, C, dt_bias, gain, S0, dy, dS_final, slot_dx, slot_dd, slot_dB,
+                opt, track_gi, common, strides,
+            )  # fmt: skip
 
         dx = new_buffer(b, L, H, P, device=dev, dtype=x.dtype)
         ddt = new_buffer(b, L, H, device=dev, dtype=dt.dtype)
@@ -252,6 +256,54 @@ class SsdScanFunction(torch.autograd.Function):
             dI0 if I0 is not None and track_gi else None,
             None,
         )
+
+
+def _sequential_states(x, dt, A, B, C, dt_bias, gain, S0, dy, dS_final, slot_dx, slot_dd,
+                       slot_dB, opt: _Options, track_gi: bool, common: dict, strides: tuple):  # fmt: skip
+    """The fused schedule's backward state passes: the chunk-start states recomputed and
+    the chunk-end adjoints, (b, H, nc, P, N) in the input dtype, dL/dS0 and dL/dI0."""
+    lay = opt.layout
+    b, L, H, P = x.shape
+    G, N = B.shape[-2:]
+    nc = lay.nchunks
+    R = checkpoint_stride(lay.chunk, nc)
+    dev, f32 = x.device, torch.float32
+    dummy = torch.zeros(1, device=dev, dtype=torch.int32)
+    seg, pos, chunks = (_or(t, dummy) for t in (lay.seg, lay.pos, lay.chunks))
+
+    def seq_grid(m):
+        return (b * H, triton.cdiv(P, m["BLOCK_P"]))
+
+    # The stored states and adjoints are read only as dot operands, rounded to the input
+    # dtype: stored in it (half the bytes of fp32 at bf16/fp16, the same results).
+    states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
+    triton_scan.ssd_forward_kernel[seq_grid](
+        x, dt, A, B, C, A, _or(dt_bias, A), A, A, A, seg, pos, chunks, _or(S0, A), A,
+        A, A, A, A, A, states,
+        L, nc, H, G, opt.hpg, P, N, 0, opt.n_init, opt.lo, opt.hi, size_class(b * H, nc),
+        *strides, 0, 0, 0, 0,
+        SP=16, HAS_D=False, HAS_SINK=False, HAS_INIT=False, HAS_S0=S0 is not None,
+        HAS_I0=False, WRITE_Y=False, WRITE_FINAL=False, STORE_STATES=True, STRIDE=R,
+        CHUNKED=False, **common,
+    )  # fmt: skip
+
+    slots = opt.has_init
+    grad_states = new_buffer(b, H, triton.cdiv(nc, R), P, N, device=dev, dtype=x.dtype)
+    dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
+    dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
+    state_grad, whole_p = triton_scan.ssd_state_grad_kernel, {}
+    if slots:
+        state_grad = triton_scan.ssd_state_grad_whole_p_kernel
+        whole_p = dict(BLOCK_P=next_power_of_2(P, 16))
+    state_grad[seq_grid](
+        x, dt, A, B, C, _or(dt_bias, A), _or(gain, A), seg, chunks, dy,
+        _or(dS_final, A), grad_states, dS0, dI0, slot_dx, slot_dd, slot_dB,
+        L, nc, H, G, opt.hpg, P, N, opt.lo, opt.hi, opt.slots, size_class(b * H, nc),
+        *strides, *dy.stride(),
+        TRACK_GI=track_gi, HAS_SLOTS=slots, HAS_DSF=dS_final is not None, STRIDE=R,
+        **common, **whole_p,
+    )  # fmt: skip
+    return states, grad_states, dS0, dI0
 
 
 def final_init_sink(

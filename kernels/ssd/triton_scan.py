@@ -122,9 +122,12 @@ def ssd_chunk_cb_kernel(
         tl.store(cbp_ptr + base * Q * NI + q[:, None] * NI + k[None, :], cbp)
 
 
+_FORWARD_KEY = ["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0"]
+
+
 @triton.autotune(
     configs=_SEQ_CONFIGS,
-    key=["P", "N", "Q", "WRITE_Y", "HAS_SEQ", "HAS_INIT", "HAS_SINK", "HAS_I0", "size_class"],
+    key=[*_FORWARD_KEY, "CHUNKED", "size_class"],
     prune_configs_by={"early_config_prune": prune_by_shared_memory("ssd_forward_kernel")},
 )
 @triton.jit(do_not_specialize=["size_class"])
@@ -138,15 +141,25 @@ def ssd_forward_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_SEQ: tl.constexpr,
     HAS_SINK: tl.constexpr, HAS_INIT: tl.constexpr, HAS_S0: tl.constexpr, HAS_I0: tl.constexpr,
     WRITE_Y: tl.constexpr, WRITE_FINAL: tl.constexpr, STORE_STATES: tl.constexpr,
-    STRIDE: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_P: tl.constexpr,
+    STRIDE: tl.constexpr, CHUNKED: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_P: tl.constexpr,
 ):  # fmt: skip
     """HAS_INIT: read the initial-token sink (n_init > 0 and a gain); HAS_I0: read the
-    initial state's sink (given, and a gain)."""
-    bh = tl.program_id(0)
+    initial state's sink (given, and a gain). CHUNKED: one program per (chunk, row and
+    head, block of P) writes one chunk's y from the state entering it, read from
+    states (b, H, nc, P, N) fp32 (the chunk-parallel pass of ``triton_chunk_state``)."""
+    if CHUNKED:
+        c_first = tl.program_id(0)
+        bh = tl.program_id(1)
+        p_block = tl.program_id(2)
+    else:
+        c_first = 0
+        bh = tl.program_id(0)
+        p_block = tl.program_id(1)
     b = (bh // H).to(tl.int64)
     h = bh % H
     g = h // HPG
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p = p_block * BLOCK_P + tl.arange(0, BLOCK_P)
     n = tl.arange(0, BLOCK_N)
     q = tl.arange(0, Q)
     p_ok, n_ok = p < P, n < N
@@ -164,7 +177,9 @@ def ssd_forward_kernel(
     bias_h = tl.load(bias_ptr + h).to(tl.float32) if HAS_BIAS else 0.0
     gamma = tl.load(gain_ptr + h).to(tl.float32) if HAS_INIT or HAS_I0 else 0.0
     D_h = tl.load(D_ptr + h).to(tl.float32) if HAS_D else 0.0
-    if HAS_S0:
+    if CHUNKED:
+        S = tl.load(states_ptr + state_off * nc + c_first.to(tl.int64) * P * N + pn, mask=pn_ok)
+    elif HAS_S0:
         S = tl.load(S0_ptr + state_off + pn, mask=pn_ok, other=0.0)
     else:
         S = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
@@ -172,7 +187,7 @@ def ssd_forward_kernel(
         s = tl.arange(0, SP)
         sink_v = load_rows(sv_ptr + h * P, s, s < n_sink, p, p_ok, H * P, 1).to(OP)
 
-    for c in tl.range(0, nc):
+    for c in tl.range(c_first, c_first + 1 if CHUNKED else nc):
         t = c * Q + q
         t_ok = t < L
         delta = discretize(dt_head + t.to(tl.int64) * sdl, t_ok, bias_h, lo, hi, SOFTPLUS)
@@ -180,7 +195,8 @@ def ssd_forward_kernel(
         l_last = tl.sum(delta * A_h, axis=0)
         seg, enters, leaves, carry = chunk_segments(seg_row, t, t_ok, c, L, Q, HAS_SEQ)
         xt = load_rows(x_head, t, t_ok, p, p_ok, sxl, sxp)
-        Bt = load_rows(B_grp, t, t_ok, n, n_ok, sbl, sbn).to(OP)
+        if not CHUNKED:  # (the chunk-parallel path has its end states already)
+            Bt = load_rows(B_grp, t, t_ok, n, n_ok, sbl, sbn).to(OP)
         if STORE_STATES:  # noqa: SIM102 (the state entering every STRIDE-th chunk)
             if c % STRIDE == 0:
                 slot_c = (b * H + h) * tl.cdiv(nc, STRIDE) + c // STRIDE
@@ -232,11 +248,12 @@ def ssd_forward_kernel(
             y_ptrs = y_ptr + b * syb + h * syh + t.to(tl.int64)[:, None] * syl + p[None, :] * syp
             tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=t_ok[:, None] & p_ok[None, :])
 
-        # Advance the carried state to the chunk's end (restart if a sequence starts in it).
-        to_end = tl.where(leaves, tl.exp(tl.minimum(l_last - l, 0.0)) * delta, 0.0)
-        S = S * tl.where(carry, tl.exp(l_last), 0.0)
-        xw = (xt.to(tl.float32) * to_end[:, None]).to(OP)
-        S += tl.dot(tl.trans(xw), Bt, input_precision=DOT_PREC)
+        if not CHUNKED:
+            # Advance the carried state to the chunk's end (restart if a sequence starts in it).
+            to_end = tl.where(leaves, tl.exp(tl.minimum(l_last - l, 0.0)) * delta, 0.0)
+            S = S * tl.where(carry, tl.exp(l_last), 0.0)
+            xw = (xt.to(tl.float32) * to_end[:, None]).to(OP)
+            S += tl.dot(tl.trans(xw), Bt, input_precision=DOT_PREC)
 
     if WRITE_FINAL:
         tl.store(S_out_ptr + state_off + pn, S, mask=pn_ok)

@@ -183,3 +183,51 @@ def test_a_packed_batch_equals_its_sequences_run_one_by_one(interpreter, matches
         matches(
             y[:, lo:hi], ssd_scan(**piece, **args, n_init=4, chunk_size=16), torch.float32, "piece"
         )
+
+
+# The chunk-parallel schedule (chunk states in parallel, a sequential pass over chunks,
+# every chunk's output and gradients in parallel), forced: odd lengths of several chunks.
+CHUNKED_CASES = {
+    "all-options-77": Case(L=77),
+    "init-window-across-chunks-131": Case(L=131, H=2, G=1, n_init=20, seen=(3, 30)),
+    "mamba2-131": Case(
+        L=131, n_sink=0, gain=False, n_init=0, packed=False, seen=None, dt_limit=(0, math.inf)
+    ),
+    "sink-state-without-gain-77": Case(L=77, gain=False, n_init=3, D=False, final=False),
+}
+
+
+@pytest.mark.parametrize("name", list(CHUNKED_CASES))
+def test_chunk_parallel_schedule_matches_the_reference(name, target, views, matches,
+                                                       make_cotangents, monkeypatch):  # fmt: skip
+    monkeypatch.setenv("GFSSM_SSD_SCHEDULE", "chunked")
+    case = CHUNKED_CASES[name]
+    if target.on_gpu:
+        case = dataclasses.replace(case, **{**GPU_SIZES, "L": case.L * 13})
+    seq, params, state = make_case(case, target.dtype)
+    b, L, H, P, N = case.b, case.L, case.H, case.P, case.N
+    cot = make_cotangents(dict(y=(b, L, H, P), S=(b, H, P, N), I=(b, H, P, N)))
+    kw = dict(device=target.device, dtype=target.dtype, views=views)
+    got = run_scan(case, seq, params, state, cot, reference=False, **kw)
+    want = run_scan(case, seq, params, state, cot, reference=True, **kw)
+    got.pop("seen", None), want.pop("seen", None)
+    assert set(got) == set(want)
+    for key in want:
+        matches(got[key], want[key], target.dtype, f"chunked {name}: {key}")
+
+
+def test_the_schedule_rule_and_its_override(interpreter, monkeypatch):
+    from gfssm.kernels.ssd.triton_chunked import SCHEDULE_ENV, schedule
+
+    cpu = torch.device("cpu")  # counted as a 132-SM GPU
+    monkeypatch.delenv(SCHEDULE_ENV, raising=False)
+    assert schedule(8, 64, 16384, cpu) == "chunked"  # H=8, one 1M window: 16 programs
+    assert schedule(8 * 32, 64, 128, cpu) == "fused"  # the benchmark shape fills the GPU
+    assert schedule(8, 64, 4, cpu) == "fused"  # too few chunks to pay for three launches
+    monkeypatch.setenv(SCHEDULE_ENV, "fused")
+    assert schedule(8, 64, 16384, cpu) == "fused"
+    monkeypatch.setenv(SCHEDULE_ENV, "chunked")
+    assert schedule(256, 64, 4, cpu) == "chunked"
+    monkeypatch.setenv(SCHEDULE_ENV, "sometimes")
+    with pytest.raises(ValueError, match=SCHEDULE_ENV):
+        schedule(8, 64, 16384, cpu)
