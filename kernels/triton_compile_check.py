@@ -16,7 +16,9 @@ after pruning) needs more shared memory than the device has, or when a launch fa
 
 Cases: float32, bfloat16 and float16; d_state 64 and 128; chunk 64 and 128; the scan with
 sinks (learned slots, initial tokens, packed sequences) and without (Mamba-2), at the
-benchmark shape b8 L8192 H32 P64 (``--length`` to change L). Run it in a process where
+benchmark shape b8 L8192 H32 P64 (``--length`` to change L); and the chunk-parallel
+schedule of the scan (forced at the same shape, so only its own kernels compile anew) at
+float32 and bfloat16, d_state 128. Run it in a process where
 ``TRITON_INTERPRET`` is unset. Exit status 0 when every config fits and every launch works.
 """
 
@@ -51,11 +53,14 @@ class Case:
     length: int = 8192
     heads: int = 32
     headdim: int = 64
+    schedule: str = "auto"  # of the scan (GFSSM_SSD_SCHEDULE)
 
     @property
     def label(self) -> str:
         kind = "sinks" if self.sinks else "plain"
         label = f"{self.dtype} N{self.d_state} Q{self.chunk} {kind}"
+        if self.schedule != "auto":
+            label += f" {self.schedule}"
         if (self.batch, self.length, self.heads) != (8, 8192, 32):
             label += f" b{self.batch} L{self.length} H{self.heads}"
         return label
@@ -243,8 +248,11 @@ def _meta(*shape, dtype):
 def run_case(case: Case) -> list[Record]:
     """Forward and backward of the scan and the FIR, and both decode steps, at ``case``."""
     from gfssm.kernels.fir.triton_ops import fir_step_triton, grouped_fir_triton
+    from gfssm.kernels.ssd.triton_chunked import SCHEDULE_ENV
     from gfssm.kernels.ssd.triton_ops import ssd_scan_triton, ssd_step_triton
     from gfssm.kernels.state import ScanState
+
+    os.environ[SCHEDULE_ENV] = case.schedule
 
     dt_ = DTYPES[case.dtype]
     b, L, H, P, N, G = case.batch, case.length, case.heads, case.headdim, case.d_state, 1
@@ -333,10 +341,10 @@ def compiled_kernels() -> list:
     from triton.runtime.jit import JITFunction
 
     from gfssm.kernels.fir import triton as fir
-    from gfssm.kernels.ssd import triton_chunk_bwd, triton_scan, triton_step
+    from gfssm.kernels.ssd import triton_chunk_bwd, triton_chunk_state, triton_scan, triton_step
 
     seen, out = set(), []
-    for module in (fir, triton_scan, triton_chunk_bwd, triton_step):
+    for module in (fir, triton_scan, triton_chunk_bwd, triton_chunk_state, triton_step):
         for obj in vars(module).values():
             while not isinstance(obj, JITFunction) and hasattr(obj, "fn"):
                 obj = obj.fn
@@ -353,10 +361,12 @@ def all_cases(length: int, quick: bool = False) -> list[Case]:
             Case("bf16", 128, 64, True, length=length),
             Case("fp32", 128, 64, True, batch=1, length=1 << 20, heads=8),
         ]
+    chunked = [Case("fp32", 128, 64, True, length=length, schedule="chunked")]
+    chunked += [Case("bf16", 128, 64, s, length=length, schedule="chunked") for s in (True, False)]
     return [
         Case(d, n, q, s, length=length)
         for d, n, q, s in itertools.product(DTYPES, (64, 128), (64, 128), (True, False))
-    ]
+    ] + chunked
 
 
 def summary_table(records: list[Record]) -> str:

@@ -18,9 +18,10 @@ elementwise pass over the chunks is sequential.
   last sequence through the sink (the slots the chunk-backward kernels add), as the
   sequential ``ssd_state_grad_kernel`` writes them.
 
-The per-chunk values are (b, H, nc, P, N) fp32 (read as dot operands in the input dtype,
-like the sequential kernels' stored states), so results match the sequential path up to
-the order of fp32 sums.
+The chunks' contributions are (b, H, nc, P, N) fp32; the passed values are stored in the
+input dtype, like the sequential kernels' stored states (every reader uses them as dot
+operands in that dtype), so results match the sequential path up to the order of fp32
+sums.
 """
 
 from __future__ import annotations
@@ -126,13 +127,15 @@ def ssd_chunk_state_kernel(
 )
 @triton.jit(do_not_specialize=["size_class"])
 def ssd_state_pass_kernel(
-    states_ptr, decay_ptr, start_ptr, final_ptr, nc, H, P, N, size_class,
+    states_ptr, out_ptr, decay_ptr, start_ptr, final_ptr, nc, H, P, N, size_class,
     REVERSE: tl.constexpr, HAS_START: tl.constexpr, STORE: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """states (b, H, nc, P, N) fp32 holds each chunk's contribution; with STORE it is
-    replaced, in place, by the value entering the chunk (REVERSE: the adjoint at the
-    chunk's end). decay (b, H, nc); start (b, H, P, N) the value before the first chunk
-    walked (HAS_START, else 0); final (b, H, P, N) fp32 the value after the last."""
+    """states (b, H, nc, P, N) fp32 holds each chunk's contribution; with STORE, out (same
+    shape, the input dtype: its readers round it to that for their dots, so this is exact
+    and halves their reads; may be states itself) receives the value entering each chunk
+    (REVERSE: the adjoint at the chunk's end). decay (b, H, nc); start (b, H, P, N) the
+    value before the first chunk walked (HAS_START, else 0); final (b, H, P, N) fp32 the
+    value after the last."""
     bh = tl.program_id(0).to(tl.int64)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # flattened (P, N) index
     ok = j < P * N
@@ -140,13 +143,13 @@ def ssd_state_pass_kernel(
         S = tl.load(start_ptr + bh * P * N + j, mask=ok, other=0.0).to(tl.float32)
     else:
         S = tl.zeros((BLOCK,), dtype=tl.float32)
-    row = states_ptr + bh * nc * P * N + j
+    row = bh * nc * P * N + j
     for i in tl.range(0, nc):
         c = nc - 1 - i if REVERSE else i
         at = row + c.to(tl.int64) * P * N
-        own = tl.load(at, mask=ok, other=0.0)
-        if STORE:
-            tl.store(at, S, mask=ok)
+        own = tl.load(states_ptr + at, mask=ok, other=0.0)
+        if STORE:  # (after the load: out may be states)
+            tl.store(out_ptr + at, S.to(out_ptr.dtype.element_ty), mask=ok)
         S = S * tl.load(decay_ptr + bh * nc + c) + own
     tl.store(final_ptr + bh * P * N + j, S, mask=ok)
 
@@ -159,7 +162,7 @@ def ssd_init_slots_kernel(
     NI: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):  # fmt: skip
-    """gi (b, H, nc, P, N) fp32: dL/dI at each chunk's end. Where a chunk holds initial
+    """gi (b, H, nc, P, N), x's dtype: dL/dI at each chunk's end. Where a chunk holds initial
     tokens of its last sequence (meta[0], meta[1]), writes their slots (b, nc, NSLOT, H, .)
     of dx, dDelta and dB, per head with plain stores (deterministic); other chunks return
     at once. One program holds a whole (P, N) state (the slots sum over both)."""

@@ -8,10 +8,11 @@ Two schedules compute the same scan (spec section 5):
   on, a few percent of a GPU for an H=8 model on one long window.
 - ``chunked``: the chunk-local work in parallel over all chunks (``triton_chunk_state``),
   then a cheap elementwise pass over the chunks per (row, head, block of the state), then
-  the output (forward) or the gradients (backward) of every chunk in parallel again. It
-  writes and re-reads a (b, H, nc, P, N) fp32 tensor of chunk states (about 16*P*N bytes
-  per chunk and head moved, 8x the bytes of a bf16 x at P=64, N=128, Q=64), which costs
-  less than idle SMs wherever the fused schedule cannot fill the GPU.
+  the output (forward) or the gradients (backward) of every chunk in parallel again. Its
+  chunk states cross memory: contributions written and read in fp32, passed states
+  written and read in the input dtype (12*P*N bytes per chunk and head at bf16, 6x the
+  bytes of x at P=64, N=128, Q=64), which costs less than idle SMs wherever the fused
+  schedule cannot fill the GPU.
 
 ``schedule`` picks one; ``GFSSM_SSD_SCHEDULE=auto|fused|chunked`` overrides it (tests).
 Everything here is launched without reading device values back (no host sync).
@@ -71,18 +72,24 @@ def _state_grid(nc: int, rows_heads: int, P: int, N: int):
     return grid
 
 
-def state_pass(states, decay, start, final, *, reverse: bool, store: bool) -> None:
-    """Walk states (b, H, nc, P, N) fp32 in place (see ``ssd_state_pass_kernel``)."""
+def state_pass(states, dtype, decay, start, final, *, reverse: bool, store: bool):
+    """Walk the chunk contributions states (b, H, nc, P, N) fp32 (see
+    ``ssd_state_pass_kernel``); returns the passed values in ``dtype`` (in place when it is
+    float32) with ``store``, else None."""
     b, H, nc, P, N = states.shape
+    out = states
+    if store and dtype != torch.float32:
+        out = new_buffer(b, H, nc, P, N, device=states.device, dtype=dtype)
     ssd_state_pass_kernel[lambda m: (b * H, triton.cdiv(P * N, m["BLOCK"]))](
-        states, decay, start if start is not None else final, final, nc, H, P, N,
+        states, out, decay, start if start is not None else final, final, nc, H, P, N,
         nc.bit_length(), REVERSE=reverse, HAS_START=start is not None, STORE=store,
     )  # fmt: skip
+    return out if store else None
 
 
 def chunk_states(x, dt, A, B, dt_bias, seg, S0, *, nc, Q, hpg, lo, hi, softplus, has_seq,
                  dot_prec):  # fmt: skip
-    """The state entering every chunk, (b, H, nc, P, N) fp32, the chunk decays
+    """The state entering every chunk, (b, H, nc, P, N) in x's dtype, the chunk decays
     (2, b, H, nc) fp32 and the state after the row (b, H, P, N) fp32.
     x: (b, L, H, P), dt: (b, L, H), B: (b, L, G, N), S0: (b, H, P, N) fp32 or None."""
     b, L, H, P = x.shape
@@ -96,14 +103,14 @@ def chunk_states(x, dt, A, B, dt_bias, seg, S0, *, nc, Q, hpg, lo, hi, softplus,
         ADJOINT=False, TRACK_GI=False, WRITE_DECAY=True, DOT_PREC=dot_prec,
     )  # fmt: skip
     S_final = new_buffer(b, H, P, N, device=x.device, dtype=torch.float32)
-    state_pass(states, decay[0], S0, S_final, reverse=False, store=True)
+    states = state_pass(states, x.dtype, decay[0], S0, S_final, reverse=False, store=True)
     return states, decay, S_final
 
 
 def chunk_grad_states(x, dt, A, B, C, dt_bias, gain, seg, meta, dy, dS_final, decay, slots,
                       *, nc, Q, hpg, lo, hi, softplus, has_seq, dot_prec, track_gi, ni,
                       nslot):  # fmt: skip
-    """The adjoint dL/dS at every chunk's end (b, H, nc, P, N) fp32, dL/dS0 and dL/dI0
+    """The adjoint dL/dS at every chunk's end (b, H, nc, P, N) in x's dtype, dL/dS0 and dL/dI0
     (b, H, P, N) fp32; with ``slots`` (the initial-token slots (dx, dDelta, dB) of the
     sequential backward) filled in place. decay: from :func:`chunk_states`."""
     b, L, H, P = x.shape
@@ -119,10 +126,12 @@ def chunk_grad_states(x, dt, A, B, C, dt_bias, gain, seg, meta, dy, dS_final, de
         ADJOINT=True, TRACK_GI=track_gi, WRITE_DECAY=False, DOT_PREC=dot_prec,
     )  # fmt: skip
     dS0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
-    state_pass(grad_states, decay[0], dS_final, dS0, reverse=True, store=True)
+    grad_states = state_pass(
+        grad_states, x.dtype, decay[0], dS_final, dS0, reverse=True, store=True
+    )
     dI0 = new_buffer(b, H, P, N, device=dev, dtype=f32)
     if track_gi:
-        state_pass(gi, decay[1], None, dI0, reverse=True, store=slots is not None)
+        gi = state_pass(gi, x.dtype, decay[1], None, dI0, reverse=True, store=slots is not None)
     if slots is not None:
         slot_dx, slot_dd, slot_dB = slots
         ssd_init_slots_kernel[(nc, b * H)](

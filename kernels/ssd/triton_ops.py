@@ -188,7 +188,7 @@ class SsdScanFunction(torch.autograd.Function):
         slot_dd = new_buffer(*slot_shape, H, device=dev, dtype=f32)
         slot_dB = new_buffer(*slot_shape, H, N, device=dev, dtype=f32)
         if opt.chunked(b * H, P, dev):
-            # Chunk states and adjoints in parallel over chunks, fp32 (b, H, nc, P, N).
+            # Chunk states and adjoints in parallel over chunks, then a pass over them.
             flags = dict(nc=nc, Q=lay.chunk, hpg=opt.hpg, lo=opt.lo, hi=opt.hi,
                          softplus=opt.softplus, has_seq=lay.seg is not None,
                          dot_prec=dot_precision(x.dtype))  # fmt: skip

@@ -147,7 +147,7 @@ def ssd_forward_kernel(
     """HAS_INIT: read the initial-token sink (n_init > 0 and a gain); HAS_I0: read the
     initial state's sink (given, and a gain). CHUNKED: one program per (chunk, row and
     head, block of P) writes one chunk's y from the state entering it, read from
-    states (b, H, nc, P, N) fp32 (the chunk-parallel pass of ``triton_chunk_state``)."""
+    states (b, H, nc, P, N) in x's dtype (the chunk-parallel pass, ``triton_chunk_state``)."""
     if CHUNKED:
         c_first = tl.program_id(0)
         bh = tl.program_id(1)
