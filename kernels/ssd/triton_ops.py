@@ -9,7 +9,10 @@ walks the chunks. Backward: the same kernel recomputes the chunk-start states (o
 chunk, stored in the input dtype), ``ssd_state_grad_kernel`` carries the adjoint states
 backwards, ``ssd_chunk_bwd_dx_kernel`` and ``ssd_chunk_bwd_dbc_kernel`` form every gradient
 chunk by chunk; small per-(row, chunk, head) partials (dA, dD, d gain, d dt_bias, d sink_v,
-d sink_k) are summed here. The final initial-token sink (at most ``n_init`` tokens of each
+d sink_k) are summed here. Where b*H is too small to fill the GPU, the chunk-parallel
+schedule (``triton_chunked``) replaces the sequential walks: chunk states (forward,
+recompute) and adjoints (backward) in parallel over chunks with a cheap pass between, and
+the forward kernel writes one chunk per program. The final initial-token sink (at most ``n_init`` tokens of each
 row's last sequence, plus the initial sink) is a handful of gathered rows, computed with
 tensor ops so autograd differentiates it.
 

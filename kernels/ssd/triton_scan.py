@@ -15,7 +15,9 @@ Mamba-2 design writes every chunk state in fp32, re-reads it to pass states, wri
 passed states and re-reads them for the output (about 4 * b*H*P*N*4 bytes per chunk, at
 Q=64 eight times the bytes of a bf16 x); here the traffic is the minimum, read x, dt, B, C
 and write y. The price is sequential work per program: b*H*P/BLOCK_P programs walk L/Q
-chunks each, which fills an H100 from b*H ~ 128 on.
+chunks each, which fills an H100 from b*H ~ 128 on; below, the chunk-parallel schedule
+(``triton_chunked``) runs this kernel with ``CHUNKED``, one chunk per program, from chunk
+states passed in parallel.
 
 The same kernel with ``STORE_STATES`` and without ``WRITE_Y`` recomputes the chunk-start
 states for the backward pass, ``(b, H, nc, P, N)`` in the input dtype (read only as dot

@@ -18,13 +18,15 @@ from gfssm.mixer import GFSSMMixer
 pytestmark = pytest.mark.cuda
 
 
-@pytest.fixture
-def cuda(monkeypatch) -> torch.device:
+@pytest.fixture(params=["fused", "chunked"])
+def cuda(request, monkeypatch) -> torch.device:
+    """A GPU, with each schedule of the scan (sequential over chunks, chunk-parallel)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("TRITON_INTERPRET=1 is set: this run interprets the kernels on CPU")
     monkeypatch.setenv("GFSSM_KERNELS", "triton")
+    monkeypatch.setenv("GFSSM_SSD_SCHEDULE", request.param)
     return torch.device("cuda")
 
 
