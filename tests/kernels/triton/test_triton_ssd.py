@@ -194,6 +194,7 @@ CHUNKED_CASES = {
         L=131, n_sink=0, gain=False, n_init=0, packed=False, seen=None, dt_limit=(0, math.inf)
     ),
     "sink-state-without-gain-77": Case(L=77, gain=False, n_init=3, D=False, final=False),
+    "length-one": Case(L=1, packed=False),
 }
 
 
