@@ -12,9 +12,9 @@ chunk by chunk; small per-(row, chunk, head) partials (dA, dD, d gain, d dt_bias
 d sink_k) are summed here. Where b*H is too small to fill the GPU, the chunk-parallel
 schedule (``triton_chunked``) replaces the sequential walks: chunk states (forward,
 recompute) and adjoints (backward) in parallel over chunks with a cheap pass between, and
-the forward kernel writes one chunk per program. The final initial-token sink (at most ``n_init`` tokens of each
-row's last sequence, plus the initial sink) is a handful of gathered rows, computed with
-tensor ops so autograd differentiates it.
+the forward kernel writes one chunk per program. The final initial-token sink (at most
+``n_init`` tokens of each row's last sequence, plus the initial sink) is a handful of
+gathered rows, computed with tensor ops so autograd differentiates it.
 
 Bytes moved per kernel at the benchmark shape and the HBM-bound times, and the registers,
 spills and shared memory of every config: ``kernels/README.md`` and
@@ -261,8 +261,10 @@ class SsdScanFunction(torch.autograd.Function):
         )
 
 
-def _sequential_states(x, dt, A, B, C, dt_bias, gain, S0, dy, dS_final, slot_dx, slot_dd,
-                       slot_dB, opt: _Options, track_gi: bool, common: dict, strides: tuple):  # fmt: skip
+def _sequential_states(
+    x, dt, A, B, C, dt_bias, gain, S0, dy, dS_final, slot_dx, slot_dd, slot_dB,
+    opt: _Options, track_gi: bool, common: dict, strides: tuple,
+):  # fmt: skip
     """The fused schedule's backward state passes: the chunk-start states recomputed and
     the chunk-end adjoints, (b, H, nc, P, N) in the input dtype, dL/dS0 and dL/dI0."""
     lay = opt.layout
