@@ -176,11 +176,15 @@ def read_truth(path: str | Path) -> list[TruthWord]:
     return [TruthWord(**json.loads(line)) for line in lines if line.strip()]
 
 
-def aligned_pairs(truth: Sequence[TruthWord], words: Sequence[WordTiming]) -> list[tuple[int, int]]:
-    """(truth index, decoded index) of the words recognised exactly, matched in order: an
-    alignment with the fewest word edits (substitutions, deletions, insertions: the ones
-    WER counts), and among those the one whose matched starts are closest, so that a
-    repeated word is matched to its own occurrence, not to its neighbour's."""
+def aligned_pairs(
+    truth: Sequence[TruthWord], words: Sequence[WordTiming], *, substitutions: bool = False
+) -> list[tuple[int, int]]:
+    """(truth index, decoded index) of the words recognised exactly (and, with
+    ``substitutions``, of the misspelt words aligned one to one with a true word), matched
+    in order: an alignment with the fewest word edits (substitutions, deletions,
+    insertions: the ones WER counts), and among those the one whose matched starts are
+    closest, so that a repeated word is matched to its own occurrence, not to its
+    neighbour's."""
     n, m = len(truth), len(words)
     if not n or not m:
         return []
@@ -189,15 +193,16 @@ def aligned_pairs(truth: Sequence[TruthWord], words: Sequence[WordTiming]) -> li
     hyp = np.array([ids.setdefault(w.word, len(ids)) for w in words])
     ref_start = np.array([t.start for t in truth])
     hyp_start = np.array([w.start for w in words])
-    # A match costs a time penalty small enough that all of them together weigh less
-    # than one edit: it only breaks ties between alignments of equally many edits.
+    # A pair (match or substitution) costs a time penalty small enough that all of them
+    # together weigh less than one edit: it only breaks ties between alignments of
+    # equally many edits.
     span = max(ref_start.max(), hyp_start.max()) - min(ref_start.min(), hyp_start.min())
     eps = 1.0 / (1.0 + n * (span + 1.0))
     steps = np.arange(m + 1, dtype=np.float64)
     row = steps.copy()  # row i: the cost of aligning truth[:i] with words[:j]
     back = np.empty((n, m + 1), dtype=np.int8)  # 0 diagonal, 1 up (deletion), 2 left
     for i in range(n):
-        cost = np.where(hyp == ref[i], eps * np.abs(hyp_start - ref_start[i]), 1.0)
+        cost = np.where(hyp == ref[i], 0.0, 1.0) + eps * np.abs(hyp_start - ref_start[i])
         diagonal, up = row[:-1] + cost, row[1:] + 1.0
         best = np.concatenate([[i + 1.0], np.minimum(diagonal, up)])
         back[i] = np.concatenate([[1], np.where(diagonal <= up, 0, 1)])
@@ -210,7 +215,7 @@ def aligned_pairs(truth: Sequence[TruthWord], words: Sequence[WordTiming]) -> li
     while i > 0 and j > 0:
         move = back[i - 1, j]
         if move == 0:
-            if ref[i - 1] == hyp[j - 1]:
+            if substitutions or ref[i - 1] == hyp[j - 1]:
                 pairs.append((i - 1, j - 1))
             i, j = i - 1, j - 1
         elif move == 1:
@@ -231,12 +236,14 @@ def _p90(values: Sequence[float]) -> float:
 @dataclass(frozen=True)
 class TimingReport:
     """Word-time errors of one decode against the truth. Errors are decoded minus true
-    times in milliseconds (positive: late), one per exactly recognised word; the
-    ``first``/``last`` windows are the words whose true start lies in the first or the
-    last ``window_seconds`` of the file."""
+    times in milliseconds (positive: late), one per timed word (recognised exactly, or
+    also misspelt but aligned one to one with a true word); the ``first``/``last``
+    windows are the words whose true start lies in the first or the last
+    ``window_seconds`` of the file."""
 
     truth_words: int
     decoded_words: int
+    exact: int
     start_errors_ms: tuple[float, ...]
     end_errors_ms: tuple[float, ...]
     first_window_ms: float
@@ -249,8 +256,8 @@ class TimingReport:
 
     @property
     def recall(self) -> float:
-        """Share of the true words recognised exactly (the ones timed)."""
-        return self.timed / self.truth_words if self.truth_words else 0.0
+        """Share of the true words recognised exactly."""
+        return self.exact / self.truth_words if self.truth_words else 0.0
 
     @property
     def drift_ms(self) -> float:
@@ -262,6 +269,7 @@ class TimingReport:
         return {
             "truth_words": float(self.truth_words),
             "decoded_words": float(self.decoded_words),
+            "exact": float(self.exact),
             "timed": float(self.timed),
             "recall": self.recall,
             "start_median_ms": _median(starts),
@@ -282,10 +290,15 @@ def score_word_times(
     duration: float,
     *,
     window_seconds: float = 60.0,
+    substitutions: bool = False,
 ) -> TimingReport:
-    """Compare decoded ``words`` with the ``truth`` of a file of ``duration`` seconds. The
-    first/last window medians pool the |start| and |end| errors of their words."""
-    pairs = aligned_pairs(truth, words)
+    """Compare decoded ``words`` with the ``truth`` of a file of ``duration`` seconds:
+    the exactly recognised words are timed, and with ``substitutions`` also the misspelt
+    ones aligned to a true word (a weak recogniser's boundaries can be right while its
+    spelling is not). The first/last window medians pool the |start| and |end| errors of
+    their words."""
+    pairs = aligned_pairs(truth, words, substitutions=substitutions)
+    exact = sum(truth[i].word == words[j].word for i, j in pairs)
     starts = [1000 * (words[j].start - truth[i].start) for i, j in pairs]
     ends = [1000 * (words[j].end - truth[i].end) for i, j in pairs]
 
@@ -296,6 +309,7 @@ def score_word_times(
     return TimingReport(
         truth_words=len(truth),
         decoded_words=len(words),
+        exact=exact,
         start_errors_ms=tuple(starts),
         end_errors_ms=tuple(ends),
         first_window_ms=window(0.0, window_seconds),

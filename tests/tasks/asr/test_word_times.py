@@ -107,6 +107,10 @@ def test_scoring_recovers_known_errors(truth_file):
     assert report.first_window_ms == pytest.approx(20.0)  # |+30| and |-10| pooled
     assert report.last_window_ms == pytest.approx(60.0)  # |+80| and |+40| pooled
     assert report.drift_ms == pytest.approx(40.0)
+    # With substitutions the misspelt word is timed too; recall still counts exact words.
+    loose = score_word_times(truth, decoded, SECONDS, window_seconds=window, substitutions=True)
+    assert loose.timed == len(truth) - 1 and loose.exact == report.exact == len(truth) - 2
+    assert loose.recall == report.recall
 
 
 def fit_speech_head(model, audio: torch.Tensor, truth: list[TruthWord]):
