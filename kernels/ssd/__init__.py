@@ -7,7 +7,8 @@ import math
 import torch
 
 from gfssm.kernels.checks import check_shape, check_state
-from gfssm.kernels.dispatch import select_backend
+from gfssm.kernels.dispatch import kernel_mode, select_backend
+from gfssm.kernels.ssd.cpu_inference import ssd_scan_cpu_inference
 from gfssm.kernels.ssd.reference import ssd_scan_reference
 from gfssm.kernels.ssd.step import ssd_step_reference
 from gfssm.kernels.state import ScanState
@@ -93,6 +94,8 @@ def ssd_scan(
     impl = ssd_scan_reference
     if backend == "triton":
         impl = load_triton_module("ssd.triton_ops").ssd_scan_triton
+    elif _cpu_inference_applies(x, seq_idx):
+        impl = ssd_scan_cpu_inference
     return impl(
         x,
         dt,
@@ -111,6 +114,17 @@ def ssd_scan(
         seq_idx=seq_idx,
         initial_state=initial_state,
         return_final_state=return_final_state,
+    )
+
+
+def _cpu_inference_applies(x: torch.Tensor, seq_idx: torch.Tensor | None) -> bool:
+    """The CPU inference scan (same math, fewer memory passes) serves unpacked rows on the
+    CPU without autograd unless ``GFSSM_KERNELS=reference`` asks for the plain reference."""
+    return (
+        x.device.type == "cpu"
+        and seq_idx is None
+        and not torch.is_grad_enabled()
+        and kernel_mode() == "auto"
     )
 
 
