@@ -13,8 +13,11 @@ Without ``--model`` it builds the bundled ``ecoli15`` experiment's architecture,
   (the plan's own approximation); the new path runs 4 segments (4,096 bases each per
   call) as rows of a batch.
 
-The old path is ``ScoringOptions(piece_length=65536, batch_streams=1)``: one stream at a
-time in 64 kb pieces, as scoring ran before batching. Old and new runs are interleaved
+The old path is ``ScoringOptions(piece_length=65536, batch_streams=1)`` with the plain
+reference scan (``GFSSM_KERNELS=reference``): one stream at a time in 64 kb pieces through
+the scan written for autograd, as scoring ran before batching and before the CPU inference
+scan. The new path is the default: batched streams and, without autograd on the CPU, the
+inference scan (``gfssm.kernels.ssd.cpu_inference``). Old and new runs are interleaved
 and repeated; the medians are printed (the machine may be shared).
 
 FLOPs per base are counted by ``torch.utils.flop_counter.FlopCounterMode`` on a streamed
@@ -26,6 +29,7 @@ counted. ``2 * parameters`` is printed beside it for comparison.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -34,6 +38,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from gfssm.kernels.dispatch import ENV_VAR
 from gfssm.pipelines.bundled import load_experiment_file
 from gfssm.pipelines.config import build_experiment
 from gfssm.tasks import get_task, load_model
@@ -78,10 +83,19 @@ def flops_per_base(model: torch.nn.Module, tokens: torch.Tensor, piece: int) -> 
     return counter.get_total_flops() / piece
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def timed(fn: Callable[[], None], kernels: str = "auto") -> float:
+    """Seconds of ``fn()`` with ``GFSSM_KERNELS=kernels``."""
+    before = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = kernels
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        if before is None:
+            del os.environ[ENV_VAR]
+        else:
+            os.environ[ENV_VAR] = before
 
 
 def main() -> None:
@@ -138,7 +152,7 @@ def main() -> None:
             old_s, new_s, mm = [], [], []
             for _ in range(args.repeats):  # interleaved, so load changes hit both
                 mm.append(matmul_gflops(1024, 0.5))
-                old_s.append(timed(run(plan, rc, OLD)))
+                old_s.append(timed(run(plan, rc, OLD), kernels="reference"))
                 new_s.append(timed(run(plan, rc, new_for[plan])))
             segment, warmup = (args.segment, args.warmup) if plan == "segments" else (None, 0)
             items = plan_scoring(genome, region, segment_length=segment, warmup=warmup)
