@@ -18,8 +18,9 @@ def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+def _rms(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``x / rms(x) * weight`` over the last dim; one fused op instead of five passes."""
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 class RMSNorm(nn.Module):
@@ -31,7 +32,7 @@ class RMSNorm(nn.Module):
         self.weight = no_weight_decay(nn.Parameter(torch.ones(dim)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (_rms(at_least_fp32(x), self.eps) * at_least_fp32(self.weight)).to(x.dtype)
+        return _rms(at_least_fp32(x), self.eps, at_least_fp32(self.weight)).to(x.dtype)
 
 
 class RMSNormGated(nn.Module):
@@ -51,9 +52,12 @@ class RMSNormGated(nn.Module):
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         gated = at_least_fp32(y) * F.silu(at_least_fp32(z))
         shape = gated.shape
+        weight = at_least_fp32(self.weight)
+        if self.group_size == shape[-1]:
+            return _rms(gated, self.eps, weight).to(y.dtype)
         grouped = gated.reshape(*shape[:-1], shape[-1] // self.group_size, self.group_size)
         normed = _rms(grouped, self.eps).reshape(shape)
-        return (normed * at_least_fp32(self.weight)).to(y.dtype)
+        return (normed * weight).to(y.dtype)
 
 
 class GatedMLP(nn.Module):
