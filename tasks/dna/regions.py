@@ -33,24 +33,39 @@ class Interval:
         return f"{self.contig}:{self.start + 1}-{self.end}"
 
 
-def read_bed(path: str | Path, genome: Genome) -> list[Interval]:
-    """Intervals of a BED file (plain or gzip), contig names resolved against ``genome``.
+@dataclass(frozen=True)
+class BedRecord:
+    """One line of a BED file: its interval and its name (the 4th column, "" if none)."""
 
-    ``track``/``browser``/``#`` lines are skipped; every other line needs a contig of the
-    genome and ``0 <= start < end <= contig length``.
+    interval: Interval
+    name: str
+
+
+def read_bed_records(
+    path: str | Path, genome: Genome, *, shown: str | None = None
+) -> list[BedRecord]:
+    """The lines of a BED file (plain or gzip, LF or CRLF), contig names resolved against
+    ``genome``; ``shown`` is how errors name the file (default: its path).
+
+    ``track``/``browser``/``#`` lines and blank lines are skipped; every other line needs a
+    contig of the genome (or an alias) and ``0 <= start < end <= contig length``. Columns are
+    tab-separated, or split on whitespace when a line has no tab.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such BED file")
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    out: list[Interval] = []
+    shown = str(path) if shown is None else shown
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    out: list[BedRecord] = []
     with opener(path, "rt") as handle:
         for line_no, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if not text.strip() or text.startswith(("#", "track", "browser")):
                 continue
             fields = text.split("\t") if "\t" in text else text.split()
-            where = f"{path} line {line_no}"
+            where = f"{shown} line {line_no}"
             if len(fields) < 3:
                 raise BedFormatError(f"{where}: expected 3+ columns (contig, start, end)")
             try:
@@ -63,14 +78,38 @@ def read_bed(path: str | Path, genome: Genome) -> list[Interval]:
                 contig = genome.resolve(fields[0], where=where)
             except ContigNameError as err:
                 raise BedFormatError(str(err)) from err
-            length = genome.lengths[contig]
-            if not 0 <= start < end <= length:
-                raise BedFormatError(
-                    f"{where}: [{start}, {end}) is not inside contig {contig!r} of length "
-                    f"{length}; expected 0 <= start < end <= length (0-based, half-open)"
-                )
-            out.append(Interval(contig, start, end))
+            check_span(genome, contig, start, end, where, error=BedFormatError)
+            name = fields[3] if len(fields) > 3 else ""
+            out.append(BedRecord(Interval(contig, start, end), name))
     return out
+
+
+def read_bed(path: str | Path, genome: Genome, *, shown: str | None = None) -> list[Interval]:
+    """The intervals of a BED file: :func:`read_bed_records` without the names."""
+    return [record.interval for record in read_bed_records(path, genome, shown=shown)]
+
+
+def check_span(
+    genome: Genome,
+    contig: str,
+    start: int,
+    end: int,
+    where: str,
+    *,
+    error: type[TaskInputError] = TaskInputError,
+) -> None:
+    """An ``error`` naming ``where`` unless ``0 <= start < end <= length of contig``."""
+    length = genome.lengths[contig]
+    if start < 0 or end <= start:
+        raise error(
+            f"{where}: [{start}, {end}) is empty or negative; expected 0 <= start < end "
+            f"(0-based, half-open)"
+        )
+    if end > length:
+        raise error(
+            f"{where}: [{start}, {end}) ends past the end of contig {contig!r}, which has "
+            f"{length:,} bases; expected end <= {length}"
+        )
 
 
 def whole_contigs(genome: Genome, contigs: Iterable[str] | None = None) -> list[Interval]:

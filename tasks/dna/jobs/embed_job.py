@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
-import gzip
 import json
 import os
 import re
@@ -53,6 +52,7 @@ from gfssm.tasks.dna.jobs.common import (
     parse_aliases,
 )
 from gfssm.tasks.dna.jobs.genome_job import add_alias_argument, output_stem
+from gfssm.tasks.dna.regions import check_span, read_bed_records
 from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file
 
 EMBED_VERSION = 1
@@ -75,46 +75,12 @@ class Region:
 
 
 def read_bed_regions(path: Path, genome: Genome, shown: str) -> list[Region]:
-    """Regions of a BED file (plain or gzip; the 4th column names them), every line checked:
-    a known contig (or alias) and ``0 <= start < end <= contig length``."""
-    with path.open("rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    out: list[Region] = []
-    with opener(path, "rt") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            text = line.rstrip("\r\n")
-            if not text.strip() or text.startswith(("#", "track", "browser")):
-                continue
-            fields = text.split("\t") if "\t" in text else text.split()
-            where = f"{shown} line {line_no}"
-            if len(fields) < 3:
-                raise TaskInputError(f"{where}: expected 3+ columns (contig, start, end)")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError:
-                raise TaskInputError(
-                    f"{where}: start and end must be integers, got {fields[1]!r}, {fields[2]!r}"
-                ) from None
-            contig = genome.resolve(fields[0], where=where)
-            check_span(genome, contig, start, end, where)
-            name = fields[3] if len(fields) > 3 and fields[3] else f"{contig}:{start + 1}-{end}"
-            out.append(Region(len(out), name, contig, start, end))
-    return out
-
-
-def check_span(genome: Genome, contig: str, start: int, end: int, where: str) -> None:
-    length = genome.lengths[contig]
-    if start < 0 or end <= start:
-        raise TaskInputError(
-            f"{where}: [{start}, {end}) is empty or negative; expected 0 <= start < end "
-            f"(0-based, half-open)"
-        )
-    if end > length:
-        raise TaskInputError(
-            f"{where}: [{start}, {end}) ends past the end of contig {contig!r}, which has "
-            f"{length:,} bases; expected end <= {length}"
-        )
+    """Regions of a BED file (:func:`~gfssm.tasks.dna.regions.read_bed_records`), named by
+    their 4th column, else by their coordinates."""
+    return [
+        Region(i, r.name or str(r.interval), r.interval.contig, r.interval.start, r.interval.end)
+        for i, r in enumerate(read_bed_records(path, genome, shown=shown))
+    ]
 
 
 def parse_region(text: str, genome: Genome, index: int) -> Region:

@@ -134,7 +134,7 @@ def test_bad_bed_lines(tmp_path, lambda_fasta, lambda_name):
     cases = {
         "a\t1\n": "line 1: expected 3\\+ columns",
         f"{lambda_name}\tx\t10\n": "line 1: start and end must be integers",
-        f"#c\n{lambda_name}\t10\t99999\n": "line 2: \\[10, 99999\\) is not inside contig",
+        f"#c\n{lambda_name}\t10\t99999\n": "line 2: \\[10, 99999\\) ends past the end of contig",
         "NC_001416\t1\t5\n": "line 1: contig 'NC_001416' is not in .*contig_aliases",
     }
     for i, (text, expected) in enumerate(cases.items()):
