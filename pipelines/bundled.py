@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,22 +47,48 @@ def _user_path(name: str, base_dir: Path | None) -> Path:
     return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
+def _load_user_or_bundled(
+    name: str,
+    base_dir: Path | None,
+    *,
+    folder: tuple[str, ...],
+    label: str,
+    what: str,
+    missing: str,
+    known: Callable[[], list[str]],
+) -> tuple[dict[str, Any], str]:
+    """``name`` as a YAML path (one ending in .yaml/.yml, or any that exists), else the
+    bundled ``<folder>/<name>.yaml``, labelled ``<label>/<name>.yaml (bundled)``.
+
+    Neither: an error ``<what> <name>: no such file, and no bundled <missing>`` that lists
+    the ``known`` bundled names.
+    """
+    path = _user_path(name, base_dir)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return read_yaml(path), str(path)
+    node = _folder(*folder, f"{name}.yaml")
+    if not node.is_file():
+        raise ExperimentError(
+            f"{what} {name}: no such file, and no bundled {missing}; bundled: "
+            f"{', '.join(known()) or 'none'} (or pass a YAML path)"
+        )
+    return _read_resource(node, f"{label}/{name}.yaml (bundled)")
+
+
 def load_experiment_file(
     task_name: str, config: str | None, base_dir: Path | None = None
 ) -> tuple[dict[str, Any], str]:
     """The raw experiment mapping and a label of where it came from."""
     name = config or DEFAULT_EXPERIMENT
-    path = _user_path(name, base_dir)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return read_yaml(path), str(path)
-    node = _folder("experiments", task_name, f"{name}.yaml")
-    if not node.is_file():
-        known = bundled_experiments(task_name)
-        raise ExperimentError(
-            f"--config {name}: no such file, and no bundled experiment {name!r} for task "
-            f"{task_name!r}; bundled: {', '.join(known) or 'none'} (or pass a YAML path)"
-        )
-    return _read_resource(node, f"{task_name}/{name}.yaml (bundled)")
+    return _load_user_or_bundled(
+        name,
+        base_dir,
+        folder=("experiments", task_name),
+        label=task_name,
+        what="--config",
+        missing=f"experiment {name!r} for task {task_name!r}",
+        known=lambda: bundled_experiments(task_name),
+    )
 
 
 def load_space_file(
@@ -69,16 +96,15 @@ def load_space_file(
 ) -> tuple[dict[str, Any], str]:
     """The raw search-space mapping (default: the bundled one named after the task)."""
     name = space or task_name
-    path = _user_path(name, base_dir)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return read_yaml(path), str(path)
-    node = _folder("tune", f"{name}.yaml")
-    if not node.is_file():
-        raise ExperimentError(
-            f"--space {name}: no such file, and no bundled search space {name!r}; "
-            f"bundled: {', '.join(bundled_spaces()) or 'none'} (or pass a YAML path)"
-        )
-    return _read_resource(node, f"tune/{name}.yaml (bundled)")
+    return _load_user_or_bundled(
+        name,
+        base_dir,
+        folder=("tune",),
+        label="tune",
+        what="--space",
+        missing=f"search space {name!r}",
+        known=bundled_spaces,
+    )
 
 
 def bundled_studies() -> list[str]:
@@ -89,13 +115,12 @@ def bundled_studies() -> list[str]:
 
 def load_study_file(name: str, base_dir: Path | None = None) -> tuple[dict[str, Any], str]:
     """The raw study mapping: a YAML path, or the name of a bundled study."""
-    path = _user_path(name, base_dir)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return read_yaml(path), str(path)
-    node = _folder("studies", f"{name}.yaml")
-    if not node.is_file():
-        raise ExperimentError(
-            f"study {name}: no such file, and no bundled study {name!r}; bundled: "
-            f"{', '.join(bundled_studies()) or 'none'} (or pass a YAML path)"
-        )
-    return _read_resource(node, f"studies/{name}.yaml (bundled)")
+    return _load_user_or_bundled(
+        name,
+        base_dir,
+        folder=("studies",),
+        label="studies",
+        what="study",
+        missing=f"study {name!r}",
+        known=bundled_studies,
+    )
