@@ -84,6 +84,31 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+def job_fingerprint(
+    job: str,
+    genome: Genome,
+    *,
+    files: dict[str, Path | None] | None = None,
+    digests: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The inputs that decide whether a stored run of ``job`` on ``genome`` is resumed: the
+    identities of its FASTA and of ``files``, its contig aliases, a :func:`digest` of each of
+    ``digests`` (the planned work, too long to store) and ``options`` as they are.
+
+    For the same inputs the values must never change: a different fingerprint makes an
+    interrupted run start again.
+    """
+    return {
+        "job": job,
+        "fasta": file_identity(genome.source),
+        **{key: file_identity(path) for key, path in (files or {}).items()},
+        "aliases": genome.aliases,
+        **{key: digest(value) for key, value in (digests or {}).items()},
+        **options,
+    }
+
+
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

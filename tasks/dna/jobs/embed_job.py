@@ -45,8 +45,7 @@ from gfssm.tasks.dna.embedding import (
 from gfssm.tasks.dna.genome import ContigNameError, Genome
 from gfssm.tasks.dna.jobs.common import (
     command_line_hints,
-    digest,
-    file_identity,
+    job_fingerprint,
     open_genome,
     output_folder,
     parse_aliases,
@@ -173,19 +172,18 @@ class EmbedJob(BatchJob):
         ]
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
-            "job": "dna embed",
-            "embed_version": EMBED_VERSION,
-            "fasta": file_identity(self.genome.source),
-            "bed": file_identity(self.bed),
-            "aliases": self.genome.aliases,
-            "regions": digest([asdict(r) for r in self.regions]),
-            "layer": self.options.layer,
-            "window": self.options.window,
-            "format": self.output_format,
-            "dtype": self.dtype,
-            "item_bases": self.item_bases,
-        }
+        return job_fingerprint(
+            "dna embed",
+            self.genome,
+            files={"bed": self.bed},
+            digests={"regions": [asdict(r) for r in self.regions]},
+            embed_version=EMBED_VERSION,
+            layer=self.options.layer,
+            window=self.options.window,
+            format=self.output_format,
+            dtype=self.dtype,
+            item_bases=self.item_bases,
+        )
 
     def shard_dir(self) -> Path:
         return Path(f"{self.prefix}.shards")

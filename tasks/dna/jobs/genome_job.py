@@ -19,8 +19,7 @@ from typing import Any
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import (
     command_line_hints,
-    digest,
-    file_identity,
+    job_fingerprint,
     npz_arrays,
     npz_bytes,
     open_genome,
@@ -70,15 +69,14 @@ class GenomeScoreJob(BatchJob):
         return [WorkItem(i.key, i.to_dict(), float(i.length * passes)) for i in self.items]
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
-            "job": "dna score genome",
-            "scores_version": SCORES_VERSION,
-            "fasta": file_identity(self.genome.source),
-            "regions": file_identity(self.regions),
-            "aliases": self.genome.aliases,
-            "items": digest([i.to_dict() for i in self.items]),
-            "options": asdict(self.options),
-        }
+        return job_fingerprint(
+            "dna score genome",
+            self.genome,
+            files={"regions": self.regions},
+            digests={"items": [i.to_dict() for i in self.items]},
+            scores_version=SCORES_VERSION,
+            options=asdict(self.options),
+        )
 
     def shard_dir(self) -> Path:
         return Path(f"{self.prefix}.shards")

@@ -19,7 +19,7 @@ from typing import Any
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import (
     command_line_hints,
-    file_identity,
+    job_fingerprint,
     open_genome,
     output_folder,
     parse_aliases,
@@ -93,15 +93,14 @@ class VariantScoreJob(BatchJob):
         ]
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
-            "job": "dna score variants",
-            "vcf": file_identity(self.vcf),
-            "fasta": file_identity(self.genome.source),
-            "aliases": self.genome.aliases,
-            "flank": self.flank,
-            "reverse_complement": self.reverse_complement,
-            "shard_size": self.shard_size,
-        }
+        return job_fingerprint(
+            "dna score variants",
+            self.genome,
+            files={"vcf": self.vcf},
+            flank=self.flank,
+            reverse_complement=self.reverse_complement,
+            shard_size=self.shard_size,
+        )
 
     def shard_dir(self) -> Path:
         return Path(f"{self.prefix}.shards")
