@@ -180,7 +180,8 @@ def ssd_forward_kernel(
     gamma = tl.load(gain_ptr + h).to(tl.float32) if HAS_INIT or HAS_I0 else 0.0
     D_h = tl.load(D_ptr + h).to(tl.float32) if HAS_D else 0.0
     if CHUNKED:
-        S = tl.load(states_ptr + state_off * nc + c_first.to(tl.int64) * P * N + pn, mask=pn_ok)
+        chunk_state = states_ptr + state_off * nc + c_first.to(tl.int64) * P * N
+        S = tl.load(chunk_state + pn, mask=pn_ok, other=0.0)
     elif HAS_S0:
         S = tl.load(S0_ptr + state_off + pn, mask=pn_ok, other=0.0)
     else:
