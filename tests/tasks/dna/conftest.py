@@ -1,4 +1,5 @@
-"""Shared fixtures of the DNA tests: real genomes copied into temporary directories."""
+"""Shared fixtures of the DNA tests: real genomes copied into temporary directories, and a
+tiny untrained model as the commands load it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gfssm import GFSSMConfig
+from gfssm import GFSSMConfig, GFSSMForCausalLM
+from gfssm.tasks import LoadedModel, get_task
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "dna"
@@ -68,6 +70,19 @@ def tiny_config() -> GFSSMConfig:
 def seeded():
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture
+def task():
+    return get_task("dna")
+
+
+@pytest.fixture
+def loaded(task, tiny_config, seeded, lambda_fasta) -> LoadedModel:
+    """The tiny model (seeded, untrained) as a command loads it; its settings name lambda."""
+    settings = task.settings({"fasta": str(lambda_fasta)})
+    model = GFSSMForCausalLM(tiny_config).eval()
+    return LoadedModel(task=task, model=model, config=tiny_config, settings=settings, meta={})
 
 
 @pytest.fixture(autouse=True)

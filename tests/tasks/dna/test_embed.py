@@ -19,7 +19,7 @@ import torch
 
 from gfssm import GFSSMEncoder, GFSSMForCausalLM
 from gfssm.pipelines.cli import main
-from gfssm.tasks import LoadedModel, TaskInputError, get_task, save_model
+from gfssm.tasks import LoadedModel, TaskInputError, save_model
 from gfssm.tasks.dna import Genome
 from gfssm.tasks.dna.embedding import EmbeddingOptions, embed_region, hidden_states
 from gfssm.tasks.dna.jobs.embed_job import check_disk_space
@@ -34,18 +34,12 @@ REGION = (1234, 1234 + 5001)  # odd length, > 4 pieces of 1024, not from the con
 
 
 @pytest.fixture
-def task():
-    return get_task("dna")
-
-
-@pytest.fixture
-def loaded(task, tiny_config, seeded, lambda_fasta):
-    settings = task.settings({"fasta": str(lambda_fasta)})
-    model = GFSSMForCausalLM(tiny_config).eval()
-    with torch.no_grad():  # sinks that matter, so a lost cache would show
-        for layer in model.backbone.layers:
+def loaded(loaded):
+    """The shared tiny model (conftest), with sinks that matter, so a lost cache would show."""
+    with torch.no_grad():
+        for layer in loaded.model.backbone.layers:
             layer.mixer.sink_gain.uniform_(0.2, 0.5)
-    return LoadedModel(task=task, model=model, config=tiny_config, settings=settings, meta={})
+    return loaded
 
 
 def full_pass(model, genome, contig, start, end, layer=None) -> np.ndarray:

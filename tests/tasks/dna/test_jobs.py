@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pysam
 import pytest
 
-from gfssm import GFSSMForCausalLM
-from gfssm.tasks import LoadedModel, TaskInputError, get_task
+from gfssm.tasks import TaskInputError
 from gfssm.tasks.dna import Genome
 from gfssm.tasks.dna.fasta_format import FastaFormatError, UnsupportedCompressionError
 from gfssm.tasks.dna.genome import ContigNameError, MissingFileError
@@ -28,18 +27,6 @@ from gfssm.tasks.dna.windows import WindowError
 from gfssm.tasks.jobs import run_job_inline
 
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-
-
-@pytest.fixture
-def task():
-    return get_task("dna")
-
-
-@pytest.fixture
-def loaded(task, tiny_config, seeded, lambda_fasta):
-    settings = task.settings({"fasta": str(lambda_fasta)})
-    model = GFSSMForCausalLM(tiny_config).eval()
-    return LoadedModel(task=task, model=model, config=tiny_config, settings=settings, meta={})
 
 
 def command(task, command, name):
