@@ -34,6 +34,7 @@ import torch
 from gfssm.tasks.asr.audio import TARGET_RATE, read_audio
 from gfssm.tasks.asr.decoding import WordTiming
 from gfssm.tasks.asr.synth import espeak_binary
+from gfssm.tasks.asr.text import normalise_text
 
 # Common English words of one to three syllables, all in the recogniser's alphabet.
 _WORD_LIST = """about after again air all also always animal answer back before below between big
@@ -140,6 +141,15 @@ def plan_words(
         at += int(rng.uniform(*config.pause) * TARGET_RATE)
 
 
+def _checked_word(word: str) -> str:
+    """``word`` as the recogniser writes it (:func:`normalise_text`): one word, or an error
+    (the truth holds one time span per word)."""
+    clean = normalise_text(word)
+    if not clean or " " in clean:
+        raise ValueError(f"{word!r} is not one word once normalised ({clean!r})")
+    return clean
+
+
 def build_truth_audio(
     out_wav: str | Path,
     seconds: float,
@@ -149,7 +159,7 @@ def build_truth_audio(
     """Write ``seconds`` of 16 kHz 16-bit speech to ``out_wav`` (block by block: an hour
     needs no more memory than a word) and its words with their true times, also written
     beside it as ``<out_wav>.truth.jsonl``. Same config and words, same file."""
-    words = [w for w in dict.fromkeys(words) if w]
+    words = list(dict.fromkeys(_checked_word(w) for w in words))
     if not words:
         raise ValueError("no words to speak")
     spoken = {w: synthesise_word(w, config) for w in words}

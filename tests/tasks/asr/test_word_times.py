@@ -55,6 +55,13 @@ def test_speech_span_finds_a_burst():
     assert speech_span(torch.zeros(100), CONFIG) == (0, 0)
 
 
+def test_truth_words_are_single_normalised_words(tmp_path):
+    with pytest.raises(ValueError, match="not one word"):
+        build_truth_audio(tmp_path / "x.wav", 5.0, CONFIG, ["river", "42"])
+    with pytest.raises(ValueError, match="no words"):
+        build_truth_audio(tmp_path / "x.wav", 5.0, CONFIG, [])
+
+
 def test_truth_boundaries_are_where_speech_energy_starts_and_ends(truth_file):
     path, truth = truth_file
     audio = read_audio(path)
