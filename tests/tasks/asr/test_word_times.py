@@ -30,6 +30,8 @@ from gfssm.tasks.asr.word_truth import (
     speech_span,
 )
 
+# Voiced words without stop closures: the fitted head below tells speech from silence frame
+# by frame, and the near-silence of a closure ("picture") would split a word in two.
 WORDS = ("morning", "river", "lemon", "yellow", "mirror", "woman", "money", "evening")
 CONFIG = TruthConfig(seed=3)
 SECONDS = 30.0
@@ -163,6 +165,7 @@ def fit_speech_head(model, audio: torch.Tensor, truth: list[TruthWord]):
 def test_decoded_word_times_match_the_truth_to_a_frame(truth_file, tiny_model, bidirectional):
     path, truth = truth_file
     model = fit_speech_head(tiny_model(bidirectional=bidirectional), read_audio(path), truth)
+    assert model.frame_seconds * 1000 == FRAME_MS
     spoken = [TruthWord("a", t.start, t.end) for t in truth]  # every word is said as "a"
     beam = BeamSearchDecoder(VOCAB, BeamSearchConfig(beam_size=8), model.frame_seconds)
     for decoder in (None, beam):
