@@ -31,10 +31,10 @@ from gfssm.kernels.ssd.reference import _final_init_sink, _pad_time, compute_dty
 from gfssm.kernels.ssd.segments import segments_of
 from gfssm.kernels.state import ScanState
 
-# The intra-chunk decay exp(l_tau - l_s) is factorised as exp(l_tau) * exp(-l_s) for heads
-# whose chunks decay by at most this much in log space (exp(40) ~ 2e17: far from float32
-# overflow even after multiplying by C.B and x); faster-decaying heads get the exact
-# (Q, Q) decay matrix of the reference, head by head.
+# The intra-chunk decay exp(l_tau - l_s) is factorised as exp(l_tau) * exp(-l_s) in chunks
+# whose head decays by at most this much in log space (exp(40) ~ 2e17: far from float32
+# overflow even after multiplying by C.B and x); faster-decaying (chunk, head) pairs get the
+# exact (Q, Q) decay matrix of the reference.
 LOG_DECAY_LIMIT = 40.0
 
 
@@ -86,12 +86,13 @@ def ssd_scan_cpu_inference(
     l_cum = torch.cumsum((delta_p * A.to(cdt)).view(m, Q, H), dim=1)  # l_tau, (m, Q, H)
     l_last = l_cum[:, -1:, :]
 
-    # Heads whose chunks decay by more than LOG_DECAY_LIMIT take exact per-head products.
-    fast = [h for h, f in enumerate((l_last.amin(dim=(0, 1)) < -LOG_DECAY_LIMIT).tolist()) if f]
-    neg = -l_cum
-    if fast:
-        neg[:, :, fast] = -math.inf
-    # (Delta x)_s exp(-l_s), zero for fast heads: (m, Q, G, W).
+    # (chunk, head) pairs that decay by more than LOG_DECAY_LIMIT take exact per-head
+    # products. The choice is made per chunk, so a row's result never depends on the other
+    # rows of its batch (scores are promised independent of batching).
+    fast = l_last < -LOG_DECAY_LIMIT  # (m, 1, H)
+    fast_chunks = {h: fast[:, 0, h].nonzero()[:, 0] for h in range(H) if bool(fast[:, 0, h].any())}
+    neg = (-l_cum).masked_fill(fast, -math.inf)
+    # (Delta x)_s exp(-l_s), zero for fast pairs: (m, Q, G, W).
     xd_scaled = (xd * torch.exp(neg)[..., None]).view(m, Q, G, W)
     Bt = Bc.transpose(1, 3)  # (m, N, G, Q) views: B_g^T per chunk
 
@@ -101,9 +102,9 @@ def ssd_scan_cpu_inference(
     for g in range(G):
         local[:, g] = torch.bmm(Bt[:, :, g], xd_scaled[:, :, g])
     local = local.view(m, G, N, hpg, P).mul_(torch.exp(l_last).view(m, G, 1, hpg, 1))
-    for h in fast:
-        xs = xd[:, :, h] * torch.exp(l_last[:, :, h] - l_cum[:, :, h])[..., None]
-        local[:, h // hpg, :, h % hpg] = torch.bmm(Bt[:, :, h // hpg], xs)
+    for h, idx in fast_chunks.items():
+        xs = xd[idx, :, h] * torch.exp(l_last[idx, :, h] - l_cum[idx, :, h])[..., None]
+        local[idx, h // hpg, :, h % hpg] = torch.bmm(Bt[idx, :, h // hpg], xs)
     state, prev = _pass_states(local.view(b, nc, G, N, hpg, P), l_last, initial_state, cdt)
 
     # y = exp(l_tau) (sum_{s<=tau} (C_tau . B_s) exp(-l_s) (Delta x)_s + C_tau S_{c-1}).
@@ -114,10 +115,11 @@ def ssd_scan_cpu_inference(
         ys.append(torch.bmm(cbs[g], xd_scaled[:, :, g]).baddbmm_(Cc[:, :, g], prev[:, g]))
     y = ys[0] if G == 1 else torch.stack(ys, dim=2)
     y = y.view(m, Q, H, P).mul_(torch.exp(l_cum)[..., None])
-    for h in fast:
+    for h, idx in fast_chunks.items():
         # exp(l_tau - l_s), clamped to exp(0) above the diagonal, where cb is 0.
-        decay = (l_cum[:, :, None, h] - l_cum[:, None, :, h]).clamp_(max=0.0).exp_()
-        y[:, :, h] += torch.bmm(decay.mul_(cbs[h // hpg]), xd[:, :, h])
+        lh = l_cum[idx, :, h]
+        decay = (lh[:, :, None] - lh[:, None, :]).clamp_(max=0.0).exp_()
+        y[idx, :, h] += torch.bmm(decay.mul_(cbs[h // hpg][idx]), xd[idx, :, h])
 
     out = y.view(b, Lp, H, P)
     init = None
