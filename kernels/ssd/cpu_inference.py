@@ -27,8 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from gfssm.kernels.ssd.reference import _final_init_sink, _pad_time, compute_dtype, discretize
-from gfssm.kernels.ssd.segments import segments_of
+from gfssm.kernels.ssd.reference import _pad_time, compute_dtype, discretize
 from gfssm.kernels.state import ScanState
 
 # The intra-chunk decay exp(l_tau - l_s) is factorised as exp(l_tau) * exp(-l_s) in chunks
@@ -76,12 +75,12 @@ def ssd_scan_cpu_inference(
     m = b * nc  # chunks of all rows, the batch of every chunk product
 
     delta = discretize(dt, dt_bias, dt_softplus, dt_limit, cdt)  # (b, L, H)
-    xc = x.to(cdt)
+    xc, Bf = x.to(cdt), B.to(cdt)
     delta_p = _pad_time(delta, pad)  # padding has Delta = 0: no decay, no input
     # Token-major inside each chunk, as the projections produce them: (m, Q, H, P) and
     # (m, Q, G, N); a group's heads are W adjacent columns, so one product serves them all.
     xd = _pad_time(xc, pad).view(m, Q, H, P) * delta_p.view(m, Q, H, 1)
-    Bc = _pad_time(B.to(cdt), pad).view(m, Q, G, N)
+    Bc = _pad_time(Bf, pad).view(m, Q, G, N)
     Cc = _pad_time(C.to(cdt), pad).view(m, Q, G, N)
     l_cum = torch.cumsum((delta_p * A.to(cdt)).view(m, Q, H), dim=1)  # l_tau, (m, Q, H)
     l_last = l_cum[:, -1:, :]
@@ -122,24 +121,23 @@ def ssd_scan_cpu_inference(
         y[idx, :, h] += torch.bmm(decay.mul_(cbs[h // hpg][idx]), xd[idx, :, h])
 
     out = y.view(b, Lp, H, P)
-    init = None
-    if n_init > 0 and sink_gain is not None:
-        init = _initial_tokens(xc, delta, B.to(cdt), sink_gain.to(cdt), n_init, initial_state)
-    _add_sinks(out, Cc.view(b, Lp, G, N), sink_k, sink_v, sink_gain, initial_state, init)
+    init = _initial_tokens(xc, delta, Bf, n_init, initial_state) if n_init > 0 else None
+    gain = None if sink_gain is None else sink_gain.to(cdt)
+    _add_sinks(out, Cc.view(b, Lp, G, N), sink_k, sink_v, gain, initial_state, init)
     out = out[:, :L]
     if D is not None:
         out.addcmul_(xc, D.to(cdt)[:, None])
     y_out = out.to(x.dtype)
     if not return_final_state:
         return y_out
-    seen0 = initial_state.seen if initial_state is not None else None
-    seg = segments_of(None, b, L, x.device, seen0)
-    final = ScanState(
-        ssm=state,
-        init_sink=_final_init_sink(seg, delta, xc, B.to(cdt), n_init, initial_state, H),
-        seen=seg.final_seen(),
-    )
-    return y_out, final
+    # I after the row: the carried sink plus this call's initial tokens (gain or not).
+    if initial_state is not None:
+        init_sink, seen = initial_state.init_sink.to(cdt), initial_state.seen + L
+    else:
+        init_sink, seen = xc.new_zeros(b, H, P, N), torch.full((b,), L, device=x.device)
+    if init is not None:
+        init_sink = init_sink + init.sink
+    return y_out, ScanState(ssm=state, init_sink=init_sink, seen=seen)
 
 
 def _pass_states(
@@ -166,31 +164,35 @@ def _pass_states(
 
 
 class _InitialTokens(NamedTuple):
-    """A row's initial tokens inside this call: its first ``k`` positions, where ``valid``
-    (b, k); keys B (b, k, G, N) and values gamma Delta x (b, k, H, P), zero where not valid."""
+    """A row's initial tokens inside this call, its first ``k`` positions: keys B
+    (b, k, G, N), values Delta x (b, k, H, P) (zero past the row's initial tokens), and
+    their sum into the sink, sum_s Delta_s x_s B_s^T (b, H, P, N)."""
 
     keys: torch.Tensor
     values: torch.Tensor
+    sink: torch.Tensor
 
 
 def _initial_tokens(
     x: torch.Tensor,
     delta: torch.Tensor,
     B: torch.Tensor,
-    gain: torch.Tensor,
     n_init: int,
     initial_state: ScanState | None,
 ) -> _InitialTokens | None:
     """The initial tokens (the first ``n_init - seen`` positions of each row), or None when
     every row has seen ``n_init`` tokens already. x: (b, L, H, P), delta: (b, L, H)."""
-    b, L = x.shape[:2]
+    b, L, H = delta.shape
     k = min(n_init, L)
     seen = initial_state.seen if initial_state is not None else x.new_zeros(b, dtype=torch.long)
     valid = (torch.arange(k, device=x.device) + seen.view(b, 1)) < n_init  # (b, k)
     if not bool(valid.any()):
         return None
-    values = x[:, :k] * (delta[:, :k] * valid[..., None] * gain)[..., None]
-    return _InitialTokens(keys=B[:, :k], values=values)
+    values = x[:, :k] * (delta[:, :k] * valid[..., None])[..., None]
+    keys = B[:, :k]
+    per_head = keys.repeat_interleave(H // B.shape[2], dim=2)  # (b, k, H, N)
+    sink = torch.einsum("bkhp,bkhn->bhpn", values, per_head)
+    return _InitialTokens(keys=keys, values=values, sink=sink)
 
 
 def _add_sinks(
@@ -198,11 +200,12 @@ def _add_sinks(
     C: torch.Tensor,
     sink_k: torch.Tensor | None,
     sink_v: torch.Tensor | None,
-    sink_gain: torch.Tensor | None,
+    gain: torch.Tensor | None,
     initial_state: ScanState | None,
     init: _InitialTokens | None,
 ) -> None:
-    """Add the sink read-outs in place: C_tau (K + gamma I_0 + gamma I_tau).
+    """Add the sink read-outs in place: C_tau (K + gamma I_0 + gamma I_tau); ``gain``
+    (gamma, (H,)) None means no initial-token reads.
 
     The learned slots K and the carried initial-token sink I_0 are the same for every
     position of an unpacked row, and so are this call's initial tokens once they have all
@@ -214,27 +217,30 @@ def _add_sinks(
     G, N = C.shape[-2:]
     hpg = H // G
     cdt = out.dtype
+    if gain is None:
+        init = None  # initial tokens are read only through the gain
+    gamma = None if gain is None else gain.view(1, H, 1, 1)
+    learned = sink_k is not None and sink_v is not None
+    if not learned and init is None and (initial_state is None or gamma is None):
+        return
     M = out.new_zeros(b, H, P, N)
-    if sink_k is not None and sink_v is not None:
+    if learned:
         k = sink_k.to(cdt).repeat_interleave(hpg, dim=1)  # (S, H, N)
         M += torch.einsum("shp,shn->hpn", sink_v.to(cdt), k)
-    if initial_state is not None and sink_gain is not None:
-        M += initial_state.init_sink.to(cdt) * sink_gain.to(cdt).view(1, H, 1, 1)
+    if initial_state is not None and gamma is not None:
+        M += initial_state.init_sink.to(cdt) * gamma
     if init is not None:
-        keys = init.keys.repeat_interleave(hpg, dim=2)  # (b, k, H, N)
-        M += torch.einsum("bkhp,bkhn->bhpn", init.values, keys)
-    elif sink_k is None and (initial_state is None or sink_gain is None):
-        return
+        M += init.sink * gamma
     Mg = M.view(b, G, hpg, P, N).permute(0, 1, 4, 2, 3).reshape(b, G, N, hpg * P)
-    grouped = out.view(b, Lp, G, hpg * P)
-    for g in range(G):
-        if G == 1:  # contiguous: accumulate in place
-            out.view(b, Lp, hpg * P).baddbmm_(C[:, :, 0], Mg[:, 0])
-        else:
+    if G == 1:  # contiguous: accumulate in place
+        out.view(b, Lp, hpg * P).baddbmm_(C[:, :, 0], Mg[:, 0])
+    else:
+        grouped = out.view(b, Lp, G, hpg * P)
+        for g in range(G):
             grouped[:, :, g] += torch.bmm(C[:, :, g], Mg[:, g])
     if init is not None:
         k = init.keys.shape[1]
         later = torch.arange(k, device=out.device) > torch.arange(k, device=out.device)[:, None]
         scores = torch.einsum("bqgn,bsgn->bgqs", C[:, :k], init.keys) * later  # s > q
-        vals = init.values.view(b, k, G, hpg * P).transpose(1, 2)  # (b, G, k, hpg * P)
+        vals = (init.values * gain[:, None]).view(b, k, G, hpg * P).transpose(1, 2)
         out[:, :k] -= torch.matmul(scores, vals).transpose(1, 2).reshape(b, k, H, P)

@@ -104,6 +104,20 @@ def test_without_sinks_skip_or_bias():
         assert_close(ssd_scan_cpu_inference(**inp), ssd_scan_reference(**inp))
 
 
+def test_initial_tokens_without_gain_still_fill_the_state():
+    """Without a gain the initial tokens are not read, but the sink state still holds them."""
+    inp = make_inputs()
+    del inp["sink_gain"]
+    kw = dict(chunk_size=16, n_init=4, return_final_state=True)
+    with torch.inference_mode():
+        y_ref, s_ref = ssd_scan_reference(**inp, **kw)
+        y, s = ssd_scan_cpu_inference(**inp, **kw)
+    assert_close(y, y_ref)
+    assert_close(s.init_sink, s_ref.init_sink)
+    assert bool(s.init_sink.abs().sum() > 0)
+    assert torch.equal(s.seen, s_ref.seen)
+
+
 def test_float32_inputs_return_float32():
     inp = make_inputs(dtype=torch.float32)
     with torch.inference_mode():
