@@ -146,7 +146,7 @@ class Genome:
             return self.aliases[name]
         origin = f"{where}: " if where else ""
         raise ContigNameError(
-            f"{origin}contig {name!r} is not in {self.path}{self._suggestion(name)}"
+            f"{origin}contig {name!r} is not in {self.source}{self._suggestion(name)}"
         )
 
     def _suggestion(self, name: str) -> str:
