@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-# espeak-ng synthesises the speech training corpus; tabix gives bgzip for genome files.
-SYSTEM_PACKAGES=(espeak-ng tabix)
+# espeak-ng, flite and festival (with three English voices) synthesise the speech training
+# corpus; tabix gives bgzip for genome files.
+SYSTEM_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts tabix)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

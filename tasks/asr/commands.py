@@ -153,7 +153,7 @@ def run_synth(args: argparse.Namespace, base_dir: Path, log: Log) -> int:
     hours = summary["hours"]
     log(
         f"{out}: train.jsonl ({hours['train']:.2f} h), valid.jsonl ({hours['valid']:.2f} h, "
-        f"held-out voices {', '.join(summary['valid_variants'])})"
+        f"held-out voices {', '.join(summary['valid_voices'])})"
     )
     return 0
 

@@ -1,14 +1,16 @@
-"""A synthetic training corpus: real English sentences read by espeak-ng.
+"""A synthetic training corpus: real English sentences read by speech synthesisers.
 
-Each utterance draws an accent, a voice variant, a speed, a pitch and a gap between words
-from a seeded generator, so the same seed gives the same corpus. Whole voice variants are
-held out for validation (with their own sentences too), so the validation score measures
-how well the model generalises to voices it never heard, not memory. Audio is written as
-16 kHz 16-bit WAV with a JSONL manifest per split; an interrupted run resumes where it
-stopped (finished utterances are kept), and progress is shown.
+Each utterance draws an engine (espeak-ng, flite, festival: :mod:`gfssm.tasks.asr.voices`), a
+voice, a speed, a pitch and a gap between words from a seeded generator, and optionally what a
+room, a microphone and a phone line do to it (:mod:`gfssm.tasks.asr.acoustics`), so the same
+seed gives the same corpus. Whole voices are held out for validation (espeak variants, and
+whole speakers of the other engines), with their own sentences too, so the validation score
+measures how well the model generalises to voices it never heard, not memory. Audio is
+written as 16 kHz 16-bit WAV with a JSONL manifest per split; an interrupted run resumes where
+it stopped (finished utterances are kept), and progress is shown.
 
     python -m gfssm.tasks.asr.synth --text /usr/share/games/fortunes/* --out corpus \
-        --train-utterances 6000 --valid-utterances 300 --seed 0
+        --engines espeak=2 flite festival --reverb-prob 0.3 --noise-prob 0.3 --seed 0
 """
 
 from __future__ import annotations
@@ -17,152 +19,59 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 from tqdm import tqdm
 
+from gfssm.tasks.asr.acoustics import AcousticsConfig, apply_acoustics
 from gfssm.tasks.asr.audio import TARGET_RATE, resample
-from gfssm.tasks.asr.sentences import Sentence, collect_sentences
+from gfssm.tasks.asr.corpus_plan import ENGLISH_ACCENTS, Job, SynthConfig, plan_jobs
+from gfssm.tasks.asr.sentences import collect_sentences
+from gfssm.tasks.asr.voices import ENGINES, espeak_binary, installed_voices, speak
+
+__all__ = [
+    "ENGLISH_ACCENTS",
+    "Job",
+    "SynthConfig",
+    "build_corpus",
+    "espeak_binary",
+    "plan_jobs",
+    "synthesise",
+]
 
 log = logging.getLogger(__name__)
-
-ENGLISH_ACCENTS = (
-    "en-us",
-    "en-gb",
-    "en-gb-scotland",
-    "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd",
-    "en-gb-x-rp",
-    "en-029",
-    "en-us-nyc",
-)
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """How utterances vary; ranges are inclusive (speed in words per minute, pitch 0-99,
-    word gap in units of 10 ms at normal speed)."""
-
-    seed: int = 0
-    train_utterances: int = 6000
-    valid_utterances: int = 300
-    valid_variants: int = 12
-    accents: tuple[str, ...] = ENGLISH_ACCENTS
-    variants: tuple[str, ...] | None = None  # None: all installed variants
-    speed: tuple[int, int] = (130, 210)
-    pitch: tuple[int, int] = (25, 75)
-    word_gap: tuple[int, int] = (0, 4)
-    valid_sentence_fraction: float = 0.1
-
-
-@dataclass(frozen=True)
-class Job:
-    """One utterance to synthesise."""
-
-    id: str
-    split: str
-    spoken: str
-    text: str
-    accent: str
-    variant: str
-    speed: int
-    pitch: int
-    word_gap: int
-
-
-def espeak_binary() -> str:
-    found = shutil.which("espeak-ng")
-    if found is None:
-        raise RuntimeError(
-            "espeak-ng is not installed; install it (Debian/Ubuntu: apt-get install espeak-ng)"
-        )
-    return found
 
 
 def installed_variants() -> list[str]:
     """Voice variants espeak-ng offers (``!v/NAME`` in ``--voices=variant``), sorted."""
-    listing = subprocess.run(
-        [espeak_binary(), "--voices=variant"], capture_output=True, text=True, check=True
-    ).stdout
-    names = [line.split("!v/")[1].split()[0] for line in listing.splitlines() if "!v/" in line]
-    return sorted(set(names))
-
-
-def split_voices(config: SynthConfig, variants: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(training variants, held-out validation variants) drawn from the seed."""
-    if config.valid_variants >= len(variants):
-        raise ValueError(
-            f"valid_variants={config.valid_variants} must leave some of the "
-            f"{len(variants)} variants for training"
-        )
-    rng = np.random.default_rng([config.seed, 1])
-    held = set(rng.choice(sorted(variants), size=config.valid_variants, replace=False).tolist())
-    return sorted(set(variants) - held), sorted(held)
-
-
-def plan_jobs(
-    config: SynthConfig, sentences: Sequence[Sentence], variants: Sequence[str]
-) -> tuple[list[Job], dict]:
-    """Every utterance of the corpus, fixed by the seed; plus a description of the split."""
-    if len(sentences) < 20:
-        raise ValueError(f"only {len(sentences)} usable sentences; give more text")
-    train_variants, valid_variants = split_voices(config, variants)
-    rng = np.random.default_rng([config.seed, 2])
-    order = rng.permutation(len(sentences))
-    n_valid_sent = max(1, int(len(sentences) * config.valid_sentence_fraction))
-    pools = {"valid": order[:n_valid_sent], "train": order[n_valid_sent:]}
-    jobs = []
-    for split, count, voices in (
-        ("train", config.train_utterances, train_variants),
-        ("valid", config.valid_utterances, valid_variants),
-    ):
-        srng = np.random.default_rng([config.seed, 3, int(split == "valid")])
-        for i in range(count):
-            pool = pools[split]
-            sentence = sentences[int(pool[i % len(pool)])]
-            jobs.append(
-                Job(
-                    id=f"{split}-{i:06d}",
-                    split=split,
-                    spoken=sentence.spoken,
-                    text=sentence.text,
-                    accent=str(srng.choice(config.accents)),
-                    variant=str(srng.choice(voices)),
-                    speed=int(srng.integers(config.speed[0], config.speed[1] + 1)),
-                    pitch=int(srng.integers(config.pitch[0], config.pitch[1] + 1)),
-                    word_gap=int(srng.integers(config.word_gap[0], config.word_gap[1] + 1)),
-                )
-            )
-    split_info = {
-        "train_variants": train_variants,
-        "valid_variants": valid_variants,
-        "accents": list(config.accents),
-        "sentences": {"train": len(pools["train"]), "valid": len(pools["valid"])},
-    }
-    return jobs, split_info
+    return installed_voices("espeak")
 
 
 def synthesise(job: Job, path: Path) -> float:
-    """Speak ``job`` with espeak-ng into a 16 kHz 16-bit WAV at ``path``; its duration (s)."""
+    """Speak ``job`` into a 16 kHz 16-bit WAV at ``path``, through its acoustics if any; its
+    duration (s)."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "espeak.wav"
-        # -w writes a correct WAV header (--stdout leaves a placeholder length); text on
-        # stdin so that no sentence is taken for an option.
-        cmd = [espeak_binary(), "-v", f"{job.accent}+{job.variant}", "-s", str(job.speed)]
-        cmd += ["-p", str(job.pitch), "-g", str(job.word_gap), "-w", str(raw), "--stdin"]
-        subprocess.run(cmd, input=job.spoken, text=True, check=True, capture_output=True)
-        wave, rate = soundfile.read(raw, dtype="float32")
-    audio = resample(torch.from_numpy(wave), rate, TARGET_RATE).clamp(-1.0, 1.0).numpy()
+        wave, rate = speak(
+            job.engine,
+            job.variant,
+            job.spoken,
+            Path(tmp) / "speech.wav",
+            speed_wpm=job.speed,
+            pitch=job.pitch,
+            word_gap=job.word_gap,
+            accent=job.accent,
+        )
+    audio = resample(torch.from_numpy(wave), rate, TARGET_RATE).clamp(-1.0, 1.0)
+    if job.acoustics is not None:
+        audio = apply_acoustics(audio, TARGET_RATE, job.acoustics)
+    audio = audio.numpy()
     partial = path.with_suffix(".partial.wav")
     soundfile.write(partial, audio, TARGET_RATE, subtype="PCM_16")
     os.replace(partial, path)  # a file under its final name is always complete
@@ -175,10 +84,12 @@ def manifest_row(job: Job, path: Path, duration: float, root: Path) -> dict:
         "duration": round(duration, 4),
         "text": job.text,
         "id": job.id,
-        "voice": f"{job.accent}+{job.variant}",
+        "voice": job.voice,
+        "engine": job.engine,
         "speed": job.speed,
         "pitch": job.pitch,
         "word_gap": job.word_gap,
+        **({"acoustics": job.acoustics.describe()} if job.acoustics else {}),
     }
 
 
@@ -202,10 +113,15 @@ def build_corpus(
     """Synthesise the corpus into ``out`` (``train.jsonl``, ``valid.jsonl``, ``audio/``,
     ``corpus.json``); resumes a previous run with the same settings. Returns the summary."""
     out = Path(out)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     sentences = collect_sentences(text_files)
-    variants = list(config.variants) if config.variants else installed_variants()
-    plan, split_info = plan_jobs(config, sentences, variants)
+    voices = {}
+    for engine, _ in config.engines:
+        if engine == "espeak" and config.variants:
+            voices[engine] = list(config.variants)
+        else:
+            voices[engine] = installed_voices(engine)
+    plan, split_info = plan_jobs(config, sentences, voices)
+    (out / "audio").mkdir(parents=True, exist_ok=True)  # only once the plan is sound
     summary = {"config": json.loads(json.dumps(asdict(config))), **split_info}
     meta = out / "corpus.json"
     if meta.is_file() and json.loads(meta.read_text())["config"] != summary["config"]:
@@ -215,6 +131,10 @@ def build_corpus(
     done = {k: v for m in manifests.values() for k, v in read_done(m, out).items()}
     todo = [job for job in plan if job.id not in done]
     handles = {split: path.open("a", encoding="utf-8") for split, path in manifests.items()}
+    # Each worker thread runs its own small signal chain: torch's intra-op threads on top of
+    # them only contend (seconds per utterance instead of milliseconds on 2 cores).
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         with (
             ThreadPoolExecutor(max(1, jobs)) as pool,
@@ -232,6 +152,7 @@ def build_corpus(
                 done[job.id] = row
                 progress.update()
     finally:
+        torch.set_num_threads(torch_threads)
         for handle in handles.values():
             handle.close()
     for split, path in manifests.items():  # final order is the plan's, whatever finished first
@@ -252,7 +173,8 @@ def build_corpus(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="gfssm data synth", description="Synthesise a speech corpus with espeak-ng."
+        prog="gfssm data synth",
+        description="Synthesise a speech corpus with espeak-ng, flite and festival.",
     )
     add_synth_arguments(p)
     return p
@@ -285,11 +207,94 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
         "--word-gap", nargs=2, type=int, default=list(d.word_gap), metavar=("MIN", "MAX")
     )
     p.add_argument(
+        "--engines",
+        nargs="+",
+        default=["espeak"],
+        metavar="ENGINE[=WEIGHT]",
+        help=f"synthesisers to mix, with relative weights ({', '.join(ENGINES)}; default: espeak)",
+    )
+    p.add_argument(
+        "--valid-speakers",
+        type=int,
+        default=d.valid_speakers,
+        help="speakers of the non-espeak engines held out for validation",
+    )
+    a = AcousticsConfig()
+    room = p.add_argument_group("acoustics (training audio; all off by default)")
+    room.add_argument(
+        "--speed-factor",
+        nargs=2,
+        type=float,
+        default=list(a.speed_factor),
+        metavar=("MIN", "MAX"),
+        help="playback speed range, e.g. 0.9 1.1",
+    )
+    room.add_argument(
+        "--reverb-prob", type=float, default=a.reverb_prob, help="chance of a simulated room"
+    )
+    room.add_argument(
+        "--reverb-rt60",
+        nargs=2,
+        type=float,
+        default=list(a.reverb_rt60),
+        metavar=("MIN", "MAX"),
+        help="room reverberation time range (s)",
+    )
+    room.add_argument(
+        "--noise-prob",
+        type=float,
+        default=a.noise_prob,
+        help="chance of white, pink or brown noise",
+    )
+    room.add_argument(
+        "--noise-snr",
+        nargs=2,
+        type=float,
+        default=list(a.noise_snr_db),
+        metavar=("MIN", "MAX"),
+        help="signal-to-noise ratio range (dB)",
+    )
+    room.add_argument(
+        "--telephone-prob",
+        type=float,
+        default=a.telephone_prob,
+        help="chance of an 8 kHz phone line (300-3400 Hz, mu-law/A-law/PCM)",
+    )
+    room.add_argument(
+        "--gain-db",
+        nargs=2,
+        type=float,
+        default=list(a.gain_db),
+        metavar=("MIN", "MAX"),
+        help="level change range (dB; clips at full scale)",
+    )
+    room.add_argument(
+        "--acoustics-on-valid",
+        action="store_true",
+        help="degrade the validation audio too (default: clean)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="espeak-ng processes at once (default: the CPU count)",
+        help="synthesiser processes at once (default: the CPU count)",
     )
+
+
+def parse_engines(values: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``["espeak=2", "flite"]`` -> (("espeak", 2.0), ("flite", 1.0))."""
+    engines = {}
+    for value in values:
+        name, _, weight = value.partition("=")
+        if name not in ENGINES:
+            raise ValueError(f"--engines {value}: unknown engine; expected {', '.join(ENGINES)}")
+        try:
+            engines[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--engines {value}: expected ENGINE=WEIGHT, e.g. {name}=2") from None
+        if not engines[name] > 0:
+            raise ValueError(f"--engines {value}: the weight must be positive")
+    return tuple(engines.items())
 
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
@@ -303,6 +308,18 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         speed=tuple(args.speed),
         pitch=tuple(args.pitch),
         word_gap=tuple(args.word_gap),
+        engines=parse_engines(args.engines),
+        valid_speakers=args.valid_speakers,
+        acoustics=AcousticsConfig(
+            speed_factor=tuple(args.speed_factor),
+            reverb_prob=args.reverb_prob,
+            reverb_rt60=tuple(args.reverb_rt60),
+            noise_prob=args.noise_prob,
+            noise_snr_db=tuple(args.noise_snr),
+            telephone_prob=args.telephone_prob,
+            gain_db=tuple(args.gain_db),
+        ),
+        acoustics_on_valid=args.acoustics_on_valid,
     )
 
 
@@ -315,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "out": args.out,
                 "hours": summary["hours"],
-                "valid_variants": summary["valid_variants"],
+                "valid_voices": summary["valid_voices"],
             },
             indent=2,
         )

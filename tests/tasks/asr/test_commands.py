@@ -68,6 +68,28 @@ def test_synth_from_the_users_folder(tmp_path, monkeypatch):
         )
 
 
+def test_synth_engine_mistakes_are_one_line(tmp_path, monkeypatch):
+    (tmp_path / "fortunes").write_text(FORTUNES)
+    synth = command("data", "synth")
+    base = ["--text", "fortunes", "--out", "c", "--valid-utterances", "1"]
+    for engines, message in (
+        (["mbrola"], r"--engines mbrola: unknown engine; expected espeak, flite, festival"),
+        (["flite=two"], r"--engines flite=two: expected ENGINE=WEIGHT, e.g. flite=2"),
+        (["flite=0"], r"--engines flite=0: the weight must be positive"),
+    ):
+        with pytest.raises(TaskInputError, match=message):
+            synth.run(parse(synth, [*base, "--engines", *engines]), tmp_path, print)
+    with pytest.raises(TaskInputError, match=r"noise_prob=2.0: expected a probability"):
+        synth.run(parse(synth, [*base, "--noise-prob", "2"]), tmp_path, print)
+    # A synthesiser that is not installed: its package is named, nothing is written.
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(TaskInputError, match=r"flite is not installed; install it .*apt-get"):
+        synth.run(parse(synth, [*base, "--engines", "flite"]), tmp_path, print)
+    assert not (tmp_path / "c").exists()
+
+
 def test_manifest_from_the_users_folder(tmp_path, real_speech):
     manifest = command("data", "manifest")
     (tmp_path / "lib" / "1" / "2").mkdir(parents=True)

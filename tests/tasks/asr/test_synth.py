@@ -7,8 +7,10 @@ import json
 import pytest
 import soundfile
 
+from gfssm.tasks.asr.acoustics import AcousticsConfig
 from gfssm.tasks.asr.sentences import collect_sentences, speakable, split_sentences
-from gfssm.tasks.asr.synth import SynthConfig, build_corpus, main
+from gfssm.tasks.asr.synth import SynthConfig, build_corpus, main, plan_jobs
+from gfssm.tasks.asr.voices import speaker_of
 
 FORTUNES = """\
 A day for firm decisions!!!!!  Or is it?
@@ -155,3 +157,69 @@ def test_interrupted_corpus_resumes(tmp_path, fortune_file):
         assert (out / r["audio_filepath"]).stat().st_mtime_ns == kept[r["id"]]
     with pytest.raises(ValueError, match="other settings"):
         build_corpus([fortune_file], out, corpus_config(seed=9), jobs=1)
+
+
+def test_held_out_speakers_never_train_under_another_engine():
+    """flite's slt and festival's cmu_us_slt_arctic_hts are one person: holding out a speaker
+    takes every voice of theirs, whichever engine, and an espeak-only plan draws no engine."""
+    sentences = collect_sentences_from_text()
+    voices = {
+        "espeak": ["m1", "m2", "f1", "f2", "m3"],
+        "flite": ["awb", "kal16", "rms", "slt"],
+        "festival": ["cmu_us_slt_arctic_hts", "kal_diphone", "ked_diphone"],
+    }
+    engines = (("espeak", 2.0), ("flite", 1.0), ("festival", 1.0))
+    held_speakers = set()
+    for seed in range(12):
+        config = corpus_config(seed=seed, engines=engines, train_utterances=60, valid_utterances=40)
+        jobs, info = plan_jobs(config, sentences, voices)
+        valid = {(j.engine, j.variant) for j in jobs if j.split == "valid"}
+        train = {(j.engine, j.variant) for j in jobs if j.split == "train"}
+        held = {speaker_of(e, v) for e, v in valid if e != "espeak"}
+        held_speakers |= held
+        assert len(held) == 1
+        assert not any(speaker_of(e, v) in held for e, v in train)
+        both = [f"{e}:{v}" for e, names in voices.items() if e != "espeak" for v in names]
+        assert sorted(info["valid_voices"] + info["train_voices"]) == sorted(
+            both + [f"espeak:{v}" for v in voices["espeak"]]
+        )
+        assert {j.engine for j in jobs if j.split == "train"} == {"espeak", "flite", "festival"}
+    assert {"slt", "kal"} & held_speakers  # some seed held out a two-engine speaker
+    espeak_only = corpus_config(seed=3)
+    plan, _ = plan_jobs(espeak_only, sentences, {"espeak": voices["espeak"]})
+    mixed, _ = plan_jobs(espeak_only, sentences, voices)  # engines not asked for are unused
+    assert plan == mixed and {j.engine for j in plan} == {"espeak"}
+
+
+def collect_sentences_from_text():
+    return [s for s in map(speakable, split_sentences(FORTUNES.replace("%", " "))) if s]
+
+
+def test_mixed_engine_corpus_with_acoustics_is_reproducible(tmp_path, fortune_file):
+    acoustics = AcousticsConfig(
+        speed_factor=(0.9, 1.1),
+        reverb_prob=0.5,
+        noise_prob=0.5,
+        telephone_prob=0.5,
+        gain_db=(-6.0, 3.0),
+    )
+    engines = (("espeak", 1.0), ("flite", 1.0), ("festival", 1.0))
+    config = corpus_config(engines=engines, acoustics=acoustics, train_utterances=6)
+    summary = build_corpus([fortune_file], tmp_path / "a", config, jobs=2)
+    train = rows(tmp_path / "a" / "train.jsonl")
+    valid = rows(tmp_path / "a" / "valid.jsonl")
+    assert {r["engine"] for r in train} <= {"espeak", "flite", "festival"}
+    assert all("acoustics" in r for r in train) and not any("acoustics" in r for r in valid)
+    assert {r["voice"] for r in valid} <= set(summary["valid_voices"]) | {
+        r["voice"] for r in valid if r["engine"] == "espeak"
+    }
+    for r in train + valid:
+        wave, rate = soundfile.read(tmp_path / "a" / r["audio_filepath"], dtype="float32")
+        assert rate == 16_000 and len(wave) / rate == pytest.approx(r["duration"], abs=1e-3)
+        assert 1e-3 < float((wave**2).mean()) ** 0.5 and abs(wave).max() <= 1.0
+    build_corpus([fortune_file], tmp_path / "b", config, jobs=1)
+    assert rows(tmp_path / "b" / "train.jsonl") == train
+    for r in train:
+        assert (tmp_path / "a" / r["audio_filepath"]).read_bytes() == (
+            tmp_path / "b" / r["audio_filepath"]
+        ).read_bytes()
