@@ -97,6 +97,13 @@ def speaker_of(engine: str, voice: str) -> str:
     return SPEAKERS.get(voice, f"{engine}:{voice}")
 
 
+def plain_punctuation(text: str) -> str:
+    """Letters, digits, apostrophes and sentence punctuation only: festival's text front end
+    crashes on some quote and dash runs (``you." -- alexander``)."""
+    kept = "".join(c if c.isalnum() or c in " '.,?!;:" else " " for c in text)
+    return " ".join(kept.split())
+
+
 def speak(
     engine: str,
     voice: str,
@@ -115,6 +122,8 @@ def speak(
     own; flite moves its mean F0 by up to +-30% with ``pitch``; festival ignores both."""
     program = binary(engine)
     stretch = f"{NORMAL_WPM / speed_wpm:.4f}"
+    if engine != "espeak":
+        text = plain_punctuation(text)
     if engine == "espeak":
         # -w writes a correct WAV header (--stdout leaves a placeholder length); text on
         # stdin so that no sentence is taken for an option.

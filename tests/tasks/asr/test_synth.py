@@ -223,3 +223,13 @@ def test_mixed_engine_corpus_with_acoustics_is_reproducible(tmp_path, fortune_fi
         assert (tmp_path / "a" / r["audio_filepath"]).read_bytes() == (
             tmp_path / "b" / r["audio_filepath"]
         ).read_bytes()
+
+
+def test_festival_reads_the_quote_and_dash_run_that_crashes_it(tmp_path):
+    """festival's text front end segfaults on ``you." -- alexander`` (a fortune attribution):
+    the other engines read the sentence with plain punctuation."""
+    from gfssm.tasks.asr.voices import speak
+
+    text = 'watson, come here, i want you." -- alexander graham bell'
+    wave, rate = speak("festival", "kal_diphone", text, tmp_path / "w.wav")
+    assert rate == 16_000 and len(wave) / rate > 2.0
