@@ -11,14 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gfssm.tasks.asr.jobs import (
-    DecodingOptions,
-    EvalAsrJob,
-    TranscribeJob,
-    _check_batch_files,
-    add_decoding_options,
-    parse_formats,
-)
+from gfssm.tasks.asr.decoding_options import DecodingOptions, add_decoding_options
+from gfssm.tasks.asr.jobs import EvalAsrJob, TranscribeJob, _check_batch_files, parse_formats
 from gfssm.tasks.jobs import Log, TaskCommand, TaskInputError, resolve_path
 
 

@@ -186,6 +186,7 @@ class BeamSearchConfig:
 
     beam_size: int = 32
     beam_threshold: float = 25.0
+    beam_size_token: int | None = None  # None: every token, each frame
     lexicon: str | None = None
     kenlm: str | None = None
     lm_weight: float = 1.0
@@ -224,6 +225,7 @@ class BeamSearchDecoder:
                 lm=config.kenlm,
                 lm_dict=lm_dict,
                 beam_size=config.beam_size,
+                beam_size_token=config.beam_size_token,
                 beam_threshold=config.beam_threshold,
                 lm_weight=config.lm_weight,
                 word_score=config.word_score,

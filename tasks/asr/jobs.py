@@ -14,113 +14,21 @@ for another format later writes it from the finished shards without decoding aga
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gfssm.tasks.asr.decoding_options import DecodingOptions
 from gfssm.tasks.asr.manifests import Utterance
 from gfssm.tasks.asr.subtitles import FORMATS, write_text_atomic
-from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem, existing_file
+from gfssm.tasks.jobs import BatchJob, Log, TaskInputError, WorkItem
 
 FAILED_SUFFIX = ".failed.jsonl"
 # Failures listed one a line in the console; the rest are only in the failure file.
 SHOWN_FAILURES = 10
-
-
-class DecodingError(TaskInputError):
-    pass
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """``beam_size`` 0 is greedy CTC decoding. ``lexicon`` restricts output to its words and
-    ``kenlm`` is then a word model; without a lexicon, ``kenlm`` is a character model over
-    the CTC tokens (``gfssm.tasks.asr.lm.write_arpa(..., units="chars")``).
-
-    ``files`` holds (file name, content) of the lexicon and the LM, read once by
-    :meth:`from_args`; the decoder is built from these contents, not from the paths."""
-
-    beam_size: int = 0
-    lexicon: str | None = None
-    kenlm: str | None = None
-    lm_weight: float = 1.0
-    word_score: float = 0.0
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, base_dir: Path) -> DecodingOptions:
-        if args.beam < 0:
-            raise DecodingError(f"--beam {args.beam}: expected 0 (greedy) or a beam size")
-        if not args.beam and (args.lexicon or args.kenlm):
-            raise DecodingError("--lexicon/--kenlm need beam search: give --beam N (e.g. 32)")
-        paths, files = {}, {}
-        for name, value in (("lexicon", args.lexicon), ("kenlm", args.kenlm)):
-            paths[name] = None
-            if value is not None:
-                path = existing_file(value, base_dir, f"--{name}")
-                paths[name] = str(path)
-                files[name] = (path.name, path.read_bytes())
-        return cls(
-            args.beam, paths["lexicon"], paths["kenlm"], args.lm_weight, args.word_score, files
-        )
-
-    def describe(self) -> str:
-        if not self.beam_size:
-            return "greedy decoding"
-        parts = [f"beam search (beam {self.beam_size}"]
-        if self.lexicon:
-            parts.append(f"lexicon {Path(self.lexicon).name}")
-        if self.kenlm:
-            parts.append(f"LM {Path(self.kenlm).name}, weight {self.lm_weight}")
-        return ", ".join(parts) + ")"
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What decides the output: settings plus the content of the files (not their
-        paths), so that stored results are only reused under the same decoding."""
-        out: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "files"}
-        for name, (_, data) in self.files.items():
-            out[name] = hashlib.sha1(data).hexdigest()
-        return out
-
-    def build_decoder(self, frame_seconds: float):
-        """The beam-search decoder, or None for greedy decoding (in an actor)."""
-        if not self.beam_size:
-            return None
-        from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
-        from gfssm.tasks.asr.text import CharVocabulary
-
-        # flashlight reads the lexicon and the LM while the decoder is built; the files go.
-        with tempfile.TemporaryDirectory(prefix="gfssm-lm-") as tmp:
-            paths: dict[str, str | None] = {"lexicon": None, "kenlm": None}
-            for name, (file_name, data) in self.files.items():
-                path = Path(tmp) / f"{name}-{file_name}"
-                path.write_bytes(data)
-                paths[name] = str(path)
-            config = BeamSearchConfig(
-                beam_size=self.beam_size,
-                lexicon=paths["lexicon"],
-                kenlm=paths["kenlm"],
-                lm_weight=self.lm_weight,
-                word_score=self.word_score,
-            )
-            return BeamSearchDecoder(CharVocabulary(), config, frame_seconds)
-
-
-def add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("decoding")
-    group.add_argument("--beam", type=int, default=0, help="beam size (default 0: greedy)")
-    group.add_argument("--lexicon", help="lexicon file (word w o r d |): only its words")
-    group.add_argument(
-        "--kenlm", help="KenLM model (ARPA or binary): word LM with --lexicon, else a character LM"
-    )
-    group.add_argument("--lm-weight", type=float, default=1.0)
-    group.add_argument("--word-score", type=float, default=0.0)
 
 
 def _file_identity(path: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -109,6 +110,18 @@ def test_character_lm_steers_lexicon_free_beam(tmp_path):
         )
         results[word] = decoder.decode(em).text
     assert results == {"the": "the cat", "tha": "tha cat"}
+
+
+def test_beam_tokens_limits_the_tokens_tried_a_frame(tmp_path):
+    # "a" is a little less likely than "e" at frame 2; the character model wants "tha".
+    em = emissions("the_cat", alternatives={2: ("a", 0.5)})
+    arpa = write_arpa(["tha cat"] * 5 + ["a cat"], tmp_path / "tha.arpa", order=4, units="chars")
+    results = {}
+    for tokens in (None, 2, 1):
+        config = BeamSearchConfig(beam_size=16, kenlm=str(arpa), lm_weight=1.0)
+        config = dataclasses.replace(config, beam_size_token=tokens)
+        results[tokens] = BeamSearchDecoder(VOCAB, config).decode(em).text
+    assert results == {None: "tha cat", 2: "tha cat", 1: "the cat"}
 
 
 def test_beam_config_errors_name_the_file(tmp_path):

@@ -26,7 +26,8 @@ from gfssm.tasks.asr.commands import (
     make_transcribe_job,
 )
 from gfssm.tasks.asr.decoding import BeamSearchConfig, BeamSearchDecoder
-from gfssm.tasks.asr.jobs import DecodingError, EvalAsrJob, TranscribeJob
+from gfssm.tasks.asr.decoding_options import DecodingError
+from gfssm.tasks.asr.jobs import EvalAsrJob, TranscribeJob
 from gfssm.tasks.asr.lm import write_arpa
 from gfssm.tasks.asr.task import AsrSettings, AsrTask
 from gfssm.tasks.asr.text import CharVocabulary
@@ -145,6 +146,7 @@ def test_transcribe_job_inputs_are_checked_in_the_driver(tmp_path, loaded, real_
         ([str(real_speech[0][0]), "--batch-files", "0"], "--batch-files 0"),
         ([str(real_speech[0][0]), "--kenlm", "lm.arpa"], "need beam search"),
         ([str(real_speech[0][0]), "--beam", "4", "--kenlm", "lm.arpa"], r"--kenlm lm\.arpa: no"),
+        ([str(real_speech[0][0]), "--beam", "4", "--beam-tokens", "0"], "--beam-tokens 0"),
     ]
     for argv, message in cases:
         args = parse(add_transcribe_arguments, [*argv, "--out", "t.jsonl"])
