@@ -12,6 +12,7 @@ voice, and no held-out speaker leaks into training through the other engine.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,8 +100,12 @@ def speaker_of(engine: str, voice: str) -> str:
 
 def plain_punctuation(text: str) -> str:
     """Letters, digits, apostrophes and sentence punctuation only: festival's text front end
-    crashes on some quote and dash runs (``you." -- alexander``)."""
+    crashes on some quote and dash runs (``you." -- alexander``) and on leading dots."""
     kept = "".join(c if c.isalnum() or c in " '.,?!;:" else " " for c in text)
+    # Punctuation only right after a word, one mark at a time: festival also crashes on a
+    # sentence that starts with "...".
+    kept = re.sub(r"([.,?!;:])[.,?!;:]+", r"\1", kept)
+    kept = re.sub(r"(^|\s)[.,?!;:]+", r"\1", kept)
     return " ".join(kept.split())
 
 

@@ -226,10 +226,13 @@ def test_mixed_engine_corpus_with_acoustics_is_reproducible(tmp_path, fortune_fi
 
 
 def test_festival_reads_the_quote_and_dash_run_that_crashes_it(tmp_path):
-    """festival's text front end segfaults on ``you." -- alexander`` (a fortune attribution):
-    the other engines read the sentence with plain punctuation."""
+    """festival's text front end segfaults on ``you." -- alexander`` (a fortune attribution)
+    and on a leading "...": the other engines read sentences with plain punctuation."""
     from gfssm.tasks.asr.voices import speak
 
-    text = 'watson, come here, i want you." -- alexander graham bell'
-    wave, rate = speak("festival", "kal_diphone", text, tmp_path / "w.wav")
-    assert rate == 16_000 and len(wave) / rate > 2.0
+    for text in (
+        'watson, come here, i want you." -- alexander graham bell',
+        "... but hey, this is linux, isn't it meant to do infinite loops in five seconds?",
+    ):
+        wave, rate = speak("festival", "ked_diphone", text, tmp_path / "w.wav")
+        assert rate == 16_000 and len(wave) / rate > 2.0
