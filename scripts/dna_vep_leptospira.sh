@@ -13,9 +13,9 @@
 set -euo pipefail
 GFSSM="${GFSSM:-gfssm}"
 OUT="${OUT:-leptospira-vep}"
-MINUTES="${MINUTES:-15}"
-STEPS="${STEPS:-700}"  # the learning-rate schedule's length; the time budget may end it first
-THREADS="${THREADS:-1}"  # on shared cores, 1 thread per process is faster than 2 (README: Threads)
+MINUTES="${MINUTES:-30}"
+STEPS="${STEPS:-2600}"  # the learning-rate schedule's length; the time budget may end it first
+THREADS="${THREADS:-2}"  # on cores shared with other work, THREADS=1 is faster (README: Threads)
 ACTORS="${ACTORS:-1}"
 HELD_OUT="[NZ_AHMY02000016.1,NZ_AHMY02000034.1,NZ_AHMY02000067.1]"
 DATA="$OUT/data"
