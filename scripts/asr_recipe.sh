@@ -5,7 +5,7 @@
 #      and festival voices (weights 3:2:1), with what rooms, microphones and phone lines do to
 #      speech (speed 0.9-1.1, reverberation 30%, noise at 5-35 dB SNR 40%, 8 kHz phone line
 #      with G.711 or PCM 30%, gain -15..+6 dB); 300 validation utterances, clean, from held-out
-#      voices (12 espeak variants and one real speaker of flite/festival); ~10 min on 2 cores;
+#      voices (12 espeak variants and one real speaker of flite/festival); ~12 min on 2 cores;
 #   3. train for MINUTES of wall clock in one process (`gfssm train asr --local`; no
 #      augmentation at training time: the corpus already carries it; short utterances first);
 #   4. report CER/WER on the held-out synthetic voices and on the real recordings, and the
