@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from gfssm.tasks.asr.audio import resample
+from gfssm.tasks.asr.augment import change_speed
 
 NOISE_COLOURS = ("white", "pink", "brown")
 CODECS = ("pcm", "mulaw", "alaw")
@@ -164,8 +164,7 @@ def apply_acoustics(wave: torch.Tensor, rate: int, acoustics: Acoustics) -> torc
     """(n,) clean speech -> (n',) as heard through the room, microphone and line described
     (n' = n / speed); the result stays within [-1, 1]."""
     rng = np.random.default_rng(acoustics.seed)
-    if acoustics.speed != 1.0:
-        wave = resample(wave, round(rate * acoustics.speed), rate)
+    wave = change_speed(wave, acoustics.speed, rate)
     level = wave.square().mean().sqrt().clamp_min(1e-6)
     if acoustics.rt60 is not None:
         rir = room_impulse_response(acoustics.rt60, acoustics.direct_to_reverb_db, rate, rng)

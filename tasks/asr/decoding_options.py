@@ -41,6 +41,8 @@ class DecodingOptions:
             raise DecodingError(f"--beam {args.beam}: expected 0 (greedy) or a beam size")
         if not args.beam and (args.lexicon or args.kenlm):
             raise DecodingError("--lexicon/--kenlm need beam search: give --beam N (e.g. 32)")
+        if args.beam_tokens is not None and args.beam_tokens < 1:
+            raise DecodingError(f"--beam-tokens {args.beam_tokens}: expected a positive number")
         paths, files = {}, {}
         for name, value in (("lexicon", args.lexicon), ("kenlm", args.kenlm)):
             paths[name] = None
@@ -48,8 +50,6 @@ class DecodingOptions:
                 path = existing_file(value, base_dir, f"--{name}")
                 paths[name] = str(path)
                 files[name] = (path.name, path.read_bytes())
-        if args.beam_tokens is not None and args.beam_tokens < 1:
-            raise DecodingError(f"--beam-tokens {args.beam_tokens}: expected a positive number")
         return cls(
             beam_size=args.beam,
             lexicon=paths["lexicon"],
@@ -124,7 +124,7 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--beam-threshold",
         type=float,
-        default=25.0,
+        default=DecodingOptions.beam_threshold,
         help="drop hypotheses this far (log score) below the best",
     )
     group.add_argument("--lm-weight", type=float, default=1.0)

@@ -34,7 +34,13 @@ from gfssm.tasks.asr.acoustics import AcousticsConfig, apply_acoustics
 from gfssm.tasks.asr.audio import TARGET_RATE, resample
 from gfssm.tasks.asr.corpus_plan import ENGLISH_ACCENTS, Job, SynthConfig, plan_jobs
 from gfssm.tasks.asr.sentences import collect_sentences
-from gfssm.tasks.asr.voices import ENGINES, espeak_binary, installed_voices, speak
+from gfssm.tasks.asr.voices import (
+    ENGINES,
+    SynthesisError,
+    espeak_binary,
+    installed_voices,
+    speak,
+)
 
 __all__ = [
     "ENGLISH_ACCENTS",
@@ -49,11 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def installed_variants() -> list[str]:
-    """Voice variants espeak-ng offers (``!v/NAME`` in ``--voices=variant``), sorted."""
-    return installed_voices("espeak")
-
-
 def synthesise(job: Job, path: Path) -> float:
     """Speak ``job`` into a 16 kHz 16-bit WAV at ``path``, through its acoustics if any; its
     duration (s)."""
@@ -61,7 +62,7 @@ def synthesise(job: Job, path: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             wave, rate = speak(job.engine, job.variant, job.spoken, Path(tmp) / "a.wav", **settings)
-        except RuntimeError:
+        except SynthesisError:
             if job.engine == "espeak":
                 raise
             # festival's front end crashes on rare punctuation we have not seen yet: the bare
@@ -220,53 +221,26 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     )
     a = AcousticsConfig()
     room = p.add_argument_group("acoustics (training audio; all off by default)")
-    room.add_argument(
-        "--speed-factor",
-        nargs=2,
-        type=float,
-        default=list(a.speed_factor),
-        metavar=("MIN", "MAX"),
-        help="playback speed range, e.g. 0.9 1.1",
-    )
-    room.add_argument(
-        "--reverb-prob", type=float, default=a.reverb_prob, help="chance of a simulated room"
-    )
-    room.add_argument(
-        "--reverb-rt60",
-        nargs=2,
-        type=float,
-        default=list(a.reverb_rt60),
-        metavar=("MIN", "MAX"),
-        help="room reverberation time range (s)",
-    )
-    room.add_argument(
-        "--noise-prob",
-        type=float,
-        default=a.noise_prob,
-        help="chance of white, pink or brown noise",
-    )
-    room.add_argument(
-        "--noise-snr",
-        nargs=2,
-        type=float,
-        default=list(a.noise_snr_db),
-        metavar=("MIN", "MAX"),
-        help="signal-to-noise ratio range (dB)",
-    )
-    room.add_argument(
+
+    def float_range(flag: str, default: tuple[float, float], help: str) -> None:
+        room.add_argument(
+            flag, nargs=2, type=float, default=list(default), metavar=("MIN", "MAX"), help=help
+        )
+
+    def chance(flag: str, default: float, help: str) -> None:
+        room.add_argument(flag, type=float, default=default, help=help)
+
+    float_range("--speed-factor", a.speed_factor, "playback speed range, e.g. 0.9 1.1")
+    chance("--reverb-prob", a.reverb_prob, "chance of a simulated room")
+    float_range("--reverb-rt60", a.reverb_rt60, "room reverberation time range (s)")
+    chance("--noise-prob", a.noise_prob, "chance of white, pink or brown noise")
+    float_range("--noise-snr", a.noise_snr_db, "signal-to-noise ratio range (dB)")
+    chance(
         "--telephone-prob",
-        type=float,
-        default=a.telephone_prob,
-        help="chance of an 8 kHz phone line (300-3400 Hz, mu-law/A-law/PCM)",
+        a.telephone_prob,
+        "chance of an 8 kHz phone line (300-3400 Hz, mu-law/A-law/PCM)",
     )
-    room.add_argument(
-        "--gain-db",
-        nargs=2,
-        type=float,
-        default=list(a.gain_db),
-        metavar=("MIN", "MAX"),
-        help="level change range (dB; clips at full scale)",
-    )
+    float_range("--gain-db", a.gain_db, "level change range (dB; clips at full scale)")
     room.add_argument(
         "--acoustics-on-valid",
         action="store_true",

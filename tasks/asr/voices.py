@@ -48,14 +48,20 @@ class EngineMissing(RuntimeError):
     """A requested synthesiser is not installed (the message says which package to install)."""
 
 
-def binary(engine: str) -> str:
-    """The engine's program, or :class:`EngineMissing` naming the Debian packages."""
+class SynthesisError(RuntimeError):
+    """An installed synthesiser failed on one text."""
+
+
+def binary(engine: str, program: str | None = None) -> str:
+    """The path of ``program`` (default: the engine's own), or :class:`EngineMissing` naming
+    the engine's Debian packages."""
     if engine not in BINARIES:
         raise ValueError(f"unknown speech engine {engine!r}; expected one of {', '.join(ENGINES)}")
-    found = shutil.which(BINARIES[engine])
+    program = program or BINARIES[engine]
+    found = shutil.which(program)
     if found is None:
         raise EngineMissing(
-            f"{BINARIES[engine]} is not installed; install it "
+            f"{program} is not installed; install it "
             f"(Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES[engine]})"
         )
     return found
@@ -78,14 +84,11 @@ def installed_voices(engine: str) -> list[str]:
         listing = subprocess.run([program, "-lv"], capture_output=True, text=True).stdout
         offered = set(listing.split(":", 1)[-1].split())
         return sorted(v for v in FLITE_VOICES if v in offered)
-    festival = shutil.which("festival")
-    if festival is None:
-        raise EngineMissing(
-            "festival is not installed; install it "
-            f"(Debian/Ubuntu: apt-get install {DEBIAN_PACKAGES['festival']})"
-        )
     listing = subprocess.run(
-        [festival, "--pipe"], input="(print (voice.list))\n", capture_output=True, text=True
+        [binary(engine, "festival"), "--pipe"],
+        input="(print (voice.list))\n",
+        capture_output=True,
+        text=True,
     ).stdout
     names = listing.strip().strip("()").split()
     return sorted(n for n in names if n in SPEAKERS)  # English voices whose speaker we know
@@ -148,7 +151,7 @@ def speak(
         cmd += ["-eval", f"(Parameter.set 'Duration_Stretch {stretch})", "-o", str(wav)]
     result = subprocess.run(cmd, input=text, text=True, capture_output=True)
     if result.returncode != 0 or not wav.is_file():
-        raise RuntimeError(
+        raise SynthesisError(
             f"{engine} voice {voice} failed on {text[:60]!r}: "
             f"{(result.stderr or result.stdout).strip()[-300:]}"
         )
