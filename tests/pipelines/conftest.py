@@ -228,6 +228,19 @@ def _wait_http(url: str, seconds: float) -> None:
             time.sleep(0.5)
 
 
+def _ray_start(command: list[str], env: dict[str, str], temp_dir: str) -> None:
+    """``ray start``; a failure raises with what Ray printed and its raylet's last lines."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        return
+    logs = Path(temp_dir, "session_latest", "logs")
+    tails = [f"--- ray start: exit {done.returncode}", done.stdout[-3000:], done.stderr[-3000:]]
+    for name in ("raylet.err", "raylet.out", "gcs_server.err"):
+        with contextlib.suppress(OSError):
+            tails += [f"--- {name}", (logs / name).read_text(errors="replace")[-2000:]]
+    raise RuntimeError("\n".join(tails))
+
+
 @pytest.fixture(scope="module")
 def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
     """Head (1 CPU) + a second node (1 CPU, its own temp dir), everything on 127.0.0.1."""
@@ -255,7 +268,7 @@ def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
         ]
 
     try:
-        subprocess.run(
+        _ray_start(
             [
                 ray_bin,
                 "start",
@@ -268,25 +281,31 @@ def loopback_cluster(ray_env) -> Iterator[dict[str, str]]:
                 *common,
                 *own_ports(),
             ],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
+            env,
+            head_dir,
         )
-        subprocess.run(
-            [
-                ray_bin,
-                "start",
-                f"--address=127.0.0.1:{gcs}",
-                f"--temp-dir={node_dir}",
-                *common,
-                *own_ports(),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        # The node's ports are drawn afresh on a retry: one drawn by ``free_port`` can be
+        # taken by a Ray process of the head between the draw and the node's start.
+        for attempt in (1, 2):
+            try:
+                _ray_start(
+                    [
+                        ray_bin,
+                        "start",
+                        f"--address=127.0.0.1:{gcs}",
+                        f"--temp-dir={node_dir}",
+                        *common,
+                        *own_ports(),
+                    ],
+                    env,
+                    node_dir,
+                )
+                break
+            except RuntimeError as error:
+                if attempt == 2:
+                    raise
+                logging.getLogger(__name__).warning("second node, retried: %s", error)
+                _stop([node_dir])
         url = f"http://127.0.0.1:{dash}"
         _wait_http(f"{url}/api/version", 60)
         yield {
