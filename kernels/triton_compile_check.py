@@ -30,6 +30,7 @@ import io
 import itertools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -306,7 +307,15 @@ def check_cases(args: tuple[list[Case], int]) -> tuple[list[Record], list[str]]:
     the case that compiled them."""
     cases, arch = args
     os.environ.pop("TRITON_INTERPRET", None)
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="gfssm-resource-check-")
+    cache_dir = tempfile.mkdtemp(prefix="gfssm-resource-check-")
+    os.environ["TRITON_CACHE_DIR"] = cache_dir
+    try:
+        return _compile_cases(cases, arch)
+    finally:  # ~40 MB of compiled kernels per process, of no use once read
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def _compile_cases(cases: list[Case], arch: int) -> tuple[list[Record], list[str]]:
     import triton
     from triton import knobs
     from triton.runtime.driver import driver
