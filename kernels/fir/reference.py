@@ -20,7 +20,10 @@ def tap_mask(kernel_sizes: torch.Tensor, k_max: int) -> torch.Tensor:
 
 
 def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
-    return F.silu(y) if activation == "silu" else y
+    """``y`` activated; in place when no gradient flows (y is always a fresh tensor here)."""
+    if activation != "silu":
+        return y
+    return F.silu(y) if y.requires_grad else F.silu(y, inplace=True)
 
 
 def _segment_ids(seq_idx: torch.Tensor) -> torch.Tensor:

@@ -89,7 +89,7 @@ def ssd_scan_cpu_inference(
     # products. The choice is made per chunk, so a row's result never depends on the other
     # rows of its batch (scores are promised independent of batching).
     fast = l_last < -LOG_DECAY_LIMIT  # (m, 1, H)
-    fast_chunks = {h: fast[:, 0, h].nonzero()[:, 0] for h in range(H) if bool(fast[:, 0, h].any())}
+    fast_chunks = _fast_chunks(fast[:, 0])
     neg = (-l_cum).masked_fill(fast, -math.inf)
     # (Delta x)_s exp(-l_s), zero for fast pairs: (m, Q, G, W).
     xd_scaled = (xd * torch.exp(neg)[..., None]).view(m, Q, G, W)
@@ -138,6 +138,22 @@ def ssd_scan_cpu_inference(
     if init is not None:
         init_sink = init_sink + init.sink
     return y_out, ScanState(ssm=state, init_sink=init_sink, seen=seen)
+
+
+def _fast_chunks(fast: torch.Tensor) -> dict[int, torch.Tensor | slice]:
+    """The chunks of each head that take exact products, fast: (m, H) bool -> {h: chunks}.
+
+    A head whose every chunk is fast gets ``slice(None)``: indexing with it gives views, not
+    the gathered copies (and scattered writes back) an index tensor costs. Heads with no
+    fast chunk are left out.
+    """
+    counts = fast.sum(dim=0).tolist()
+    m = fast.shape[0]
+    return {
+        h: slice(None) if n == m else fast[:, h].nonzero()[:, 0]
+        for h, n in enumerate(counts)
+        if n > 0
+    }
 
 
 def _pass_states(

@@ -95,3 +95,31 @@ def test_param_groups_leave_out_decay_where_the_spec_says():
     # The tied embedding / head weight is counted once.
     total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
     assert total == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_norms_and_fir_give_the_same_result_with_and_without_gradients(dtype):
+    """Inference takes in-place shortcuts (the RMS scaling, the gate's product, the FIR's
+    silu); they must compute what the autograd path computes, and leave inputs untouched."""
+    from gfssm.kernels.testing import assert_close
+    from gfssm.layers import RMSNorm, RMSNormGated
+
+    gen = torch.Generator().manual_seed(3)
+    y, z = (torch.randn(2, 37, 64, generator=gen, dtype=dtype) for _ in range(2))
+    for norm in (RMSNorm(64), RMSNormGated(64, 64), RMSNormGated(64, 16)):
+        norm = norm.to(dtype)
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5, generator=gen)
+        args = (y,) if isinstance(norm, RMSNorm) else (y, z)
+        before = [a.clone() for a in args]
+        trained = norm(*(a.clone().requires_grad_() for a in args))
+        with torch.inference_mode():
+            inferred = norm(*args)
+        assert_close(inferred, trained.detach())
+        assert all(torch.equal(a, b) for a, b in zip(args, before))
+    mixer = GFSSMMixer(GFSSMConfig(d_model=32, n_layer=1, d_state=16, headdim=16)).to(dtype)
+    u = torch.randn(2, 45, 32, generator=gen, dtype=dtype)
+    trained = mixer(u.clone().requires_grad_())
+    with torch.inference_mode():
+        inferred = mixer(u)
+    assert_close(inferred, trained.detach())
