@@ -14,9 +14,11 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from gfssm.tasks.pretrained import META_FILE, WEIGHTS_FILE, LoadedModel, load_mo
 
 Log = Callable[[str], None]
 _EXIT_GRACE_S = 5.0  # after Ctrl-C, how long Ray gets to stop before the process exits
+MAX_WORKER_DEATHS = 2  # a pool is restarted this many times in a row, then the job stops
 
 
 class JobError(GFSSMUserError, RuntimeError):
@@ -104,8 +107,8 @@ class JobActor:
     """A Ray Data actor: the model and the job's worker, built once; one item per call."""
 
     def __init__(self, shipped: dict[str, Any], threads: int) -> None:
-        # The job and the model travel as object references inside a small dict: Ray logs an
-        # error line for restartable actors whose own arguments live in the object store.
+        # The job and the model travel as object references inside a small dict, resolved
+        # here (Ray resolves only references passed as arguments themselves).
         self.job: BatchJob = resolve_arg(shipped["job"])
         self.work = self.job.make_worker(unpack_model(shipped["model"], threads))
 
@@ -123,23 +126,48 @@ def run_pool(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the runner shows one bar, in the job's unit
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # Errors come back as exceptions, which run_job reports in one line (or recovers from).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     rows = [{"key": i.key, "payload": json.dumps(i.payload)} for i in items]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-    mapped = dataset.map_batches(
-        JobActor,
-        fn_constructor_args=(
-            {"job": job_ref, "model": model_ref},
-            int(max(1, math.floor(pool.cpus or 1))),
-        ),
-        compute=ray.data.ActorPoolStrategy(size=pool.actors),
-        num_cpus=pool.cpus,
-        num_gpus=pool.gpus or None,
-        batch_size=1,
-        batch_format="numpy",
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for max_restarts yet (Ray is pinned).
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        mapped = dataset.map_batches(
+            JobActor,
+            fn_constructor_args=(
+                {"job": job_ref, "model": model_ref},
+                int(max(1, math.floor(pool.cpus or 1))),
+            ),
+            compute=ray.data.ActorPoolStrategy(size=pool.actors),
+            num_cpus=pool.cpus,
+            num_gpus=pool.gpus or None,
+            batch_size=1,
+            batch_format="numpy",
+            # Ray Data hands its own state to its actors as object references; with
+            # restarts on, Ray prints an alarming error line about that for every actor.
+            # run_job starts new workers instead when one dies (finished items are on disk).
+            max_restarts=0,
+        )
     for batch in mapped.iter_batches(batch_size=1, batch_format="numpy"):
         yield str(batch["key"][0]), bytes(batch["result"][0])
+
+
+def _worker_death(err: BaseException) -> str | None:
+    """What Ray says of a pool actor that died (killed, out of memory), or None."""
+    from ray.exceptions import RayActorError
+
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, RayActorError):
+            if getattr(node, "_actor_init_failed", False):
+                return None  # its constructor raised: an error to show, not a death
+            pid = re.search(r"\bpid: (\d+)", str(getattr(node, "error_msg", "")))
+            return f"pid {pid.group(1) if pid else '?'}: killed, crashed or out of memory"
+        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
+    return None
 
 
 def _task_error(err: BaseException) -> TaskInputError | None:
@@ -211,27 +239,43 @@ def run_job(
         spec = PoolSpec(len(todo), spec.cpus, spec.gpus)
     job_ref, model_ref = ray.put(job), ray.put(pack_model(model_dir))
     size = {i.key: i.size for i in todo}
-    finished = 0
+    kept = len(items) - len(todo)
+    deaths = 0  # worker deaths in a row without a finished item in between
     with _StopOnInterrupt(), progress_bar(sum(size.values()), job.unit, job.description) as bar:
-        try:
-            for key, result in run_pool(todo, job_ref, model_ref, spec):
-                store.write(key, result)
-                finished += 1
-                bar.update(size[key])
-        except KeyboardInterrupt:
-            bar.close()
-            log(
-                f"interrupted: {len(items) - len(todo) + finished} of {len(items)} work items "
-                f"are kept in {store.folder}; run the same command again to resume"
-            )
-            raise
-        except (GFSSMUserError, TaskInputError):
-            raise
-        except Exception as err:
-            cause = _task_error(err)
-            if cause is not None:
-                raise cause from None
-            raise
+        while todo:
+            try:
+                for key, result in run_pool(todo, job_ref, model_ref, spec):
+                    store.write(key, result)
+                    kept += 1
+                    deaths = 0
+                    bar.update(size[key])
+                todo = []
+            except KeyboardInterrupt:
+                bar.close()
+                log(
+                    f"interrupted: {kept} of {len(items)} work items are kept in "
+                    f"{store.folder}; run the same command again to resume"
+                )
+                raise
+            except (GFSSMUserError, TaskInputError):
+                raise
+            except Exception as err:
+                cause = _task_error(err)
+                if cause is not None:
+                    raise cause from None
+                died = _worker_death(err)
+                if died is None:
+                    raise
+                deaths += 1
+                todo = [i for i in todo if not store.done(i.key)]
+                what = f"a worker process died ({died})"
+                if deaths > MAX_WORKER_DEATHS:
+                    raise JobError(
+                        f"{what}, {deaths} times in a row; {kept} of {len(items)} work items "
+                        f"are kept in {store.folder}. Out of memory? Try fewer --actors, then "
+                        f"run the same command again to resume"
+                    ) from None
+                bar.write(f"{what}; starting new workers for the {len(todo)} items left")
     return _finish(job, store, log)
 
 

@@ -152,6 +152,54 @@ def test_ctrl_c_keeps_finished_shards_and_the_rerun_resumes(user_dir, toy_model,
     assert len((user_dir / "scores.tsv").read_text().splitlines()) == total
 
 
+def _pool_workers(ray_tmp: str) -> list[int]:
+    """Pids of the Ray Data pool actors of the Ray that runs with ``RAY_TMPDIR=ray_tmp``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"ray::MapWorker" not in (proc / "cmdline").read_bytes():
+                continue
+            if f"RAY_TMPDIR={ray_tmp}".encode() in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_the_job_finishes(user_dir, toy_model, digits, cli_env):
+    """A pool actor killed mid-job (as the OOM killer would): one line says so, new workers
+    take the items left, and the output is complete."""
+    shutil.copy(digits, user_dir / "digits.txt")
+    shards = user_dir / "scores.tsv.shards"
+    args = ["score", "toy", "--model", str(toy_model), "--input", "digits.txt"]
+    args += ["--out", "scores.tsv", "--delay", "0.5", "--actors", "1"]
+    ray_tmp = tempfile.mkdtemp(prefix="gfssm-k-", dir="/tmp")
+    proc = subprocess.Popen(
+        [*GFSSM, *args],
+        cwd=user_dir,
+        env=cli_env({"RAY_TMPDIR": ray_tmp}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while proc.poll() is None and len(list(shards.glob("*.bin"))) < 1:
+            time.sleep(0.2)
+        (worker,) = _pool_workers(ray_tmp)
+        os.kill(worker, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, err
+    assert f"a worker process died (pid {worker}: " in out + err
+    assert "Traceback" not in err and "core_worker" not in err
+    total = len(digits.read_text().split())
+    assert len((user_dir / "scores.tsv").read_text().splitlines()) == total
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
 def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_shard(
