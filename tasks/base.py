@@ -80,8 +80,12 @@ class Task(abc.ABC):
         is logged without a predict function of its own)."""
         return None
 
-    def usage_hint(self, run_id: str) -> str | None:
-        """A command line that uses a finished run's model, printed after training."""
+    def usage_hint(self, run_id: str, settings: Any = None) -> str | None:
+        """A command line that uses a finished run's model, printed after training.
+
+        ``settings``: the run's task settings as the user gave them (paths relative to the
+        folder the command ran in). Tasks may also define ``usage_hint(run_id)`` alone.
+        """
         return None
 
     def model_config(self, preset: str, overrides: Mapping[str, Any], settings) -> GFSSMConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from gfssm.pipelines.cli.common import add_ray, add_tracking, base_dir, load_task, say
 
@@ -61,6 +62,13 @@ def browse_hint(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"open {tracking_uri.rstrip('/')}/{page}"
 
 
+def usage_hint(task, run_id: str, settings) -> str | None:
+    """The task's "use it" line; tasks may take the run's settings or the run id alone."""
+    if "settings" in inspect.signature(task.usage_hint).parameters:
+        return task.usage_hint(run_id, settings=settings)
+    return task.usage_hint(run_id)
+
+
 def run(args: argparse.Namespace) -> int:
     from gfssm.pipelines.config import prepare_experiment
 
@@ -92,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"  registered model: {result.registered}")
     say(f"  browse: {browse_hint(result.tracking_uri, result.experiment_id, result.run_id)}")
     say(f"  details: gfssm runs show {result.run_id}")
-    hint = task.usage_hint(result.run_id)
+    hint = usage_hint(task, result.run_id, experiment.settings(task))
     if hint:
         say(f"  use it: {hint}")
     return 0

@@ -10,6 +10,7 @@ and checks the user's files, :meth:`DnaTask.commands` offers ``gfssm score genom
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from torch import nn
 from gfssm import ConfigError, GFSSMConfig, GFSSMForCausalLM
 from gfssm.tasks.base import Batch, StepOutput, Task, move_batch
 from gfssm.tasks.dna.objective import LN2, next_base_stats
-from gfssm.tasks.dna.settings import DnaSettings
+from gfssm.tasks.dna.settings import DnaSettings, bundled_genome
 from gfssm.tasks.dna.task_data import DnaData
 from gfssm.tasks.dna.tokens import VOCAB_SIZE
 from gfssm.tasks.dna.windows import make_batch
@@ -87,12 +88,12 @@ class DnaTask(Task):
 
         return PREDICTOR
 
-    def usage_hint(self, run_id: str) -> str:
-        from gfssm.tasks.dna.settings import bundled_genome
-
+    def usage_hint(self, run_id: str, settings: DnaSettings | None = None) -> str:
+        """Scoring the genome the run trained on (the bundled one unless the user named one)."""
+        fasta = settings.genome_path() if settings is not None else bundled_genome()
         return (
-            f"gfssm score genome --model {run_id} --fasta {bundled_genome()} --out scores/ "
-            f"--segment 1000000 --warmup 2000 --actors 2"
+            f"gfssm score genome --model {run_id} --fasta {shlex.quote(str(fasta))} "
+            f"--out scores/ --segment 1000000 --warmup 2000 --actors 2"
         )
 
     def model_defaults(self, settings) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from gfssm.tasks.dna.fasta_format import FastaFormatError, UnsupportedCompressio
 from gfssm.tasks.dna.genome import ContigNameError, MissingFileError
 from gfssm.tasks.dna.regions import BedFormatError, Interval
 from gfssm.tasks.dna.scoring import ScoringOptions, score_genome
+from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.snp_to_vcf import SnpFormatError
 from gfssm.tasks.dna.tokens import InvalidBaseError
 from gfssm.tasks.dna.variants import VcfFormatError, score_vcf
@@ -82,6 +83,8 @@ def test_commands_and_predictor(task, loaded):
     with pytest.raises(TaskInputError, match="'sequence' column"):
         spec.predict(loaded, pd.DataFrame({"seq": ["ACGT"]}))
     assert task.usage_hint("RUN").startswith("gfssm score genome --model RUN --fasta ")
+    own = task.usage_hint("RUN", DnaSettings(fasta="my genomes/a.fa"))
+    assert own.startswith("gfssm score genome --model RUN --fasta 'my genomes/a.fa' --out ")
 
 
 # Whole genomes ----------------------------------------------------------------------------
