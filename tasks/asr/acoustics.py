@@ -23,6 +23,14 @@ NOISE_COLOURS = ("white", "pink", "brown")
 CODECS = ("pcm", "mulaw", "alaw")
 
 
+class AcousticsValueError(ValueError):
+    """A bad :class:`AcousticsConfig` field: ``field``, its ``value`` and the ``problem``."""
+
+    def __init__(self, field: str, value: float | tuple[float, float], problem: str) -> None:
+        self.field, self.value, self.problem = field, value, problem
+        super().__init__(f"{field}={value}: {problem}")
+
+
 @dataclass(frozen=True)
 class AcousticsConfig:
     """Chances and ranges (inclusive) of each degradation; all off by default.
@@ -45,13 +53,14 @@ class AcousticsConfig:
         for name in ("reverb_prob", "noise_prob", "telephone_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}={value}: expected a probability in [0, 1]")
+                raise AcousticsValueError(name, value, "expected a probability in [0, 1]")
         for name in ("speed_factor", "reverb_rt60", "noise_snr_db", "gain_db"):
             low, high = getattr(self, name)
             if low > high:
-                raise ValueError(f"{name}=({low}, {high}): expected MIN <= MAX")
-        if self.speed_factor[0] <= 0 or self.reverb_rt60[0] <= 0:
-            raise ValueError("speed_factor and reverb_rt60 must be positive")
+                raise AcousticsValueError(name, (low, high), "expected MIN <= MAX")
+        for name in ("speed_factor", "reverb_rt60"):
+            if getattr(self, name)[0] <= 0:
+                raise AcousticsValueError(name, getattr(self, name), "expected positive values")
 
     @property
     def active(self) -> bool:

@@ -30,7 +30,7 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-from gfssm.tasks.asr.acoustics import AcousticsConfig, apply_acoustics
+from gfssm.tasks.asr.acoustics import AcousticsConfig, AcousticsValueError, apply_acoustics
 from gfssm.tasks.asr.audio import TARGET_RATE, resample
 from gfssm.tasks.asr.corpus_plan import ENGLISH_ACCENTS, Job, SynthConfig, plan_jobs
 from gfssm.tasks.asr.sentences import collect_sentences
@@ -171,6 +171,18 @@ def build_corpus(
     return summary
 
 
+# The command-line flag of each AcousticsConfig field.
+ACOUSTICS_FLAGS = {
+    "speed_factor": "--speed-factor",
+    "reverb_prob": "--reverb-prob",
+    "reverb_rt60": "--reverb-rt60",
+    "noise_prob": "--noise-prob",
+    "noise_snr_db": "--noise-snr",
+    "telephone_prob": "--telephone-prob",
+    "gain_db": "--gain-db",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gfssm data synth",
@@ -230,17 +242,21 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     def chance(flag: str, default: float, help: str) -> None:
         room.add_argument(flag, type=float, default=default, help=help)
 
-    float_range("--speed-factor", a.speed_factor, "playback speed range, e.g. 0.9 1.1")
-    chance("--reverb-prob", a.reverb_prob, "chance of a simulated room")
-    float_range("--reverb-rt60", a.reverb_rt60, "room reverberation time range (s)")
-    chance("--noise-prob", a.noise_prob, "chance of white, pink or brown noise")
-    float_range("--noise-snr", a.noise_snr_db, "signal-to-noise ratio range (dB)")
+    float_range(
+        ACOUSTICS_FLAGS["speed_factor"], a.speed_factor, "playback speed range, e.g. 0.9 1.1"
+    )
+    chance(ACOUSTICS_FLAGS["reverb_prob"], a.reverb_prob, "chance of a simulated room")
+    float_range(ACOUSTICS_FLAGS["reverb_rt60"], a.reverb_rt60, "room reverberation time range (s)")
+    chance(ACOUSTICS_FLAGS["noise_prob"], a.noise_prob, "chance of white, pink or brown noise")
+    float_range(ACOUSTICS_FLAGS["noise_snr_db"], a.noise_snr_db, "signal-to-noise ratio range (dB)")
     chance(
-        "--telephone-prob",
+        ACOUSTICS_FLAGS["telephone_prob"],
         a.telephone_prob,
         "chance of an 8 kHz phone line (300-3400 Hz, mu-law/A-law/PCM)",
     )
-    float_range("--gain-db", a.gain_db, "level change range (dB; clips at full scale)")
+    float_range(
+        ACOUSTICS_FLAGS["gain_db"], a.gain_db, "level change range (dB; clips at full scale)"
+    )
     room.add_argument(
         "--acoustics-on-valid",
         action="store_true",
@@ -270,6 +286,24 @@ def parse_engines(values: Sequence[str]) -> tuple[tuple[str, float], ...]:
     return tuple(engines.items())
 
 
+def acoustics_from_args(args: argparse.Namespace) -> AcousticsConfig:
+    """The acoustics options; a bad value is reported by the flag the user typed."""
+    try:
+        return AcousticsConfig(
+            speed_factor=tuple(args.speed_factor),
+            reverb_prob=args.reverb_prob,
+            reverb_rt60=tuple(args.reverb_rt60),
+            noise_prob=args.noise_prob,
+            noise_snr_db=tuple(args.noise_snr),
+            telephone_prob=args.telephone_prob,
+            gain_db=tuple(args.gain_db),
+        )
+    except AcousticsValueError as err:
+        values = err.value if isinstance(err.value, tuple) else (err.value,)
+        shown = " ".join(f"{v:g}" for v in values)
+        raise ValueError(f"{ACOUSTICS_FLAGS[err.field]} {shown}: {err.problem}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     return SynthConfig(
         seed=args.seed,
@@ -283,15 +317,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         word_gap=tuple(args.word_gap),
         engines=parse_engines(args.engines),
         valid_speakers=args.valid_speakers,
-        acoustics=AcousticsConfig(
-            speed_factor=tuple(args.speed_factor),
-            reverb_prob=args.reverb_prob,
-            reverb_rt60=tuple(args.reverb_rt60),
-            noise_prob=args.noise_prob,
-            noise_snr_db=tuple(args.noise_snr),
-            telephone_prob=args.telephone_prob,
-            gain_db=tuple(args.gain_db),
-        ),
+        acoustics=acoustics_from_args(args),
         acoustics_on_valid=args.acoustics_on_valid,
     )
 

@@ -79,8 +79,14 @@ def test_synth_engine_mistakes_are_one_line(tmp_path, monkeypatch):
     ):
         with pytest.raises(TaskInputError, match=message):
             synth.run(parse(synth, [*base, "--engines", *engines]), tmp_path, print)
-    with pytest.raises(TaskInputError, match=r"noise_prob=2.0: expected a probability"):
-        synth.run(parse(synth, [*base, "--noise-prob", "2"]), tmp_path, print)
+    # Acoustics mistakes are reported by the flag, with the values as typed.
+    for flags, message in (
+        (["--noise-prob", "2"], r"^--noise-prob 2: expected a probability in \[0, 1\]$"),
+        (["--gain-db", "6", "-6"], r"^--gain-db 6 -6: expected MIN <= MAX$"),
+        (["--speed-factor", "0", "1.1"], r"^--speed-factor 0 1.1: expected positive values$"),
+    ):
+        with pytest.raises(TaskInputError, match=message):
+            synth.run(parse(synth, [*base, *flags]), tmp_path, print)
     # A synthesiser that is not installed: its package is named, nothing is written.
     empty = tmp_path / "bin"
     empty.mkdir()
