@@ -138,12 +138,9 @@ def run_scan(case, seq, params, state, cot, *, device, dtype, views, reference):
     return results
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_scan_and_every_gradient_match_the_reference(name, target, views, matches,
-                                                     make_cotangents):  # fmt: skip
-    case = CASES[name]
-    if target.on_gpu and case.L > 1:
-        case = dataclasses.replace(case, **GPU_SIZES)
+def assert_matches_reference(case, label, target, views, matches, make_cotangents) -> None:
+    """``case`` through ``ssd_scan`` on ``target`` and through the float64 reference: y, the
+    final state and the gradient of every input agree to ``target.dtype``'s tolerance."""
     seq, params, state = make_case(case, target.dtype)
     b, L, H, P, N = case.b, case.L, case.H, case.P, case.N
     cot = make_cotangents(dict(y=(b, L, H, P), S=(b, H, P, N), I=(b, H, P, N)))
@@ -155,7 +152,16 @@ def test_scan_and_every_gradient_match_the_reference(name, target, views, matche
         assert torch.equal(got.pop("seen").cpu(), want.pop("seen"))
     assert set(got) == set(want)
     for key in want:
-        matches(got[key], want[key], target.dtype, f"{name}: {key}")
+        matches(got[key], want[key], target.dtype, f"{label}: {key}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_scan_and_every_gradient_match_the_reference(name, target, views, matches,
+                                                     make_cotangents):  # fmt: skip
+    case = CASES[name]
+    if target.on_gpu and case.L > 1:
+        case = dataclasses.replace(case, **GPU_SIZES)
+    assert_matches_reference(case, name, target, views, matches, make_cotangents)
 
 
 def test_result_does_not_depend_on_the_chunk_length(interpreter, matches):
@@ -205,16 +211,7 @@ def test_chunk_parallel_schedule_matches_the_reference(name, target, views, matc
     case = CHUNKED_CASES[name]
     if target.on_gpu:
         case = dataclasses.replace(case, **{**GPU_SIZES, "L": case.L * 13})
-    seq, params, state = make_case(case, target.dtype)
-    b, L, H, P, N = case.b, case.L, case.H, case.P, case.N
-    cot = make_cotangents(dict(y=(b, L, H, P), S=(b, H, P, N), I=(b, H, P, N)))
-    kw = dict(device=target.device, dtype=target.dtype, views=views)
-    got = run_scan(case, seq, params, state, cot, reference=False, **kw)
-    want = run_scan(case, seq, params, state, cot, reference=True, **kw)
-    got.pop("seen", None), want.pop("seen", None)
-    assert set(got) == set(want)
-    for key in want:
-        matches(got[key], want[key], target.dtype, f"chunked {name}: {key}")
+    assert_matches_reference(case, f"chunked {name}", target, views, matches, make_cotangents)
 
 
 def test_the_schedule_rule_and_its_override(interpreter, monkeypatch):
