@@ -61,6 +61,7 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     registered: str | None = None
     experiment_id: str = ""
+    settings: Any = None  # the task settings the run trained with (paths resolved)
 
 
 def storage_root(experiment: Experiment) -> str:
@@ -367,4 +368,5 @@ def finalize(
         metrics=dict(result.metrics or {}),
         registered=registered,
         experiment_id=client.get_run(run_id).info.experiment_id,
+        settings=experiment.settings(get_task(experiment.task_name)),
     )

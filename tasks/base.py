@@ -83,8 +83,8 @@ class Task(abc.ABC):
     def usage_hint(self, run_id: str, settings: Any = None) -> str | None:
         """A command line that uses a finished run's model, printed after training.
 
-        ``settings``: the run's task settings as the user gave them (paths relative to the
-        folder the command ran in). Tasks may also define ``usage_hint(run_id)`` alone.
+        ``settings``: the task settings the run trained with (paths resolved); for a resumed
+        run, those of the run. Tasks may also define ``usage_hint(run_id)`` alone.
         """
         return None
 

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"  registered model: {result.registered}")
     say(f"  browse: {browse_hint(result.tracking_uri, result.experiment_id, result.run_id)}")
     say(f"  details: gfssm runs show {result.run_id}")
-    hint = usage_hint(task, result.run_id, experiment.settings(task))
+    hint = usage_hint(task, result.run_id, result.settings)
     if hint:
         say(f"  use it: {hint}")
     return 0

@@ -109,7 +109,7 @@ def test_relative_fasta_trains_locally_from_the_users_folder(user_dir, lambda_fa
     assert "finished: eval_" in result.stdout
     assert (user_dir / "mlflow.db").exists() and (user_dir / "runs").is_dir()
     (hint,) = [line for line in result.stdout.splitlines() if "use it:" in line]
-    assert "--fasta my_genome.fa " in hint  # the user's genome, as they named it
+    assert f"--fasta {user_dir / 'my_genome.fa'} " in hint  # the user's genome, not E. coli
 
 
 def test_bad_model_reference_is_one_line(user_dir, gfssm):
