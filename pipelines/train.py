@@ -13,6 +13,7 @@ the run's Ray name. ``local=True`` runs the same loop in this process.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -119,6 +120,25 @@ def build_trainer(
 def default_run_name(experiment: Experiment) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return experiment.tracking.run_name or f"{experiment.task_name}-{experiment.name}-{stamp}"
+
+
+def claim_run_name(name: str, storage: str) -> str:
+    """``name``, or ``name-2``, ``name-3``... when a run folder of that name exists: two runs
+    started in the same second (or given the same ``run_name``) must not share a folder, or
+    the second would take up the first one's checkpoints. A local folder is claimed by
+    creating it, so drivers started at once cannot both take it."""
+    if "://" in storage:
+        return name
+    root = Path(storage)
+    root.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = name if n == 1 else f"{name}-{n}"
+        try:
+            (root / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
 def mlflow_experiment_name(experiment: Experiment) -> str:
@@ -232,8 +252,8 @@ def run_training(
         set_tags(client, run_id, driver_tags())
         log(f"resuming run {ray_name} (MLflow run {run_id})")
     else:
-        ray_name = default_run_name(experiment)
         storage = storage_root(experiment)
+        ray_name = claim_run_name(default_run_name(experiment), storage)
         run_id = start_run(client, experiment, task, run_name=ray_name, storage_path=storage)
     log(f"MLflow run {run_id} ({ray_name}) in experiment {mlflow_experiment_name(experiment)!r}")
     loop_config = {

@@ -103,6 +103,29 @@ def test_real_runs_one_made_to_diverge_one_not(tracking_uri, tmp_path, monkeypat
     assert [s for s, _ in metric_history(client, calm.run_id, "eval_accuracy")] == [20, 40]
 
 
+def test_runs_started_in_the_same_second_keep_their_own_folders(
+    tracking_uri, tmp_path, monkeypatch
+):
+    """Run folders are named to the second (or by ``run_name``): a second run of the same
+    name gets its own folder, and does not take up the first one's checkpoints (this once
+    made a calm run start from a diverged one's weights)."""
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(tracking_uri)
+    experiment = _experiment(lr=1e-3, steps=4, eval_every=2, checkpoint_every=2)
+    named = experiment.model_copy(
+        update={"tracking": experiment.tracking.model_copy(update={"run_name": "same"})}
+    )
+    first, second = (
+        run_training(named, tracking_uri=tracking_uri, local=True, log=lambda _: None)
+        for _ in range(2)
+    )
+    assert (first.run_name, second.run_name) == ("same", "same-2")
+    assert Path(first.run_dir) != Path(second.run_dir)
+    for run in (first, second):  # each trained its own 4 steps from the start
+        steps = [s for s, _ in metric_history(client, run.run_id, "eval_accuracy")]
+        assert steps == [2, 4]
+
+
 def test_a_resumed_monitor_continues_where_it_stopped():
     losses = [4.0] * 5 + [3.0] * 20 + [9.0] * 30
     whole, hit = feed(losses, warmup=5)
