@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from gfssm.tasks.jobs import BatchJob, TaskInputError, WorkItem
 from gfssm.tasks.pretrained import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
 Log = Callable[[str], None]
+E = TypeVar("E", bound=BaseException)
 _EXIT_GRACE_S = 5.0  # after Ctrl-C, how long Ray gets to stop before the process exits
 MAX_WORKER_DEATHS = 2  # a pool is restarted this many times in a row, then the job stops
 
@@ -153,33 +154,33 @@ def run_pool(
         yield str(batch["key"][0]), bytes(batch["result"][0])
 
 
+def _first_in_chain(err: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``err``'s chain: Ray's own ``cause`` (a task
+    error's original exception), then ``__cause__`` and ``__context__``."""
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, kind):
+            return node
+        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
+    return None
+
+
 def _worker_death(err: BaseException) -> str | None:
     """What Ray says of a pool actor that died (killed, out of memory), or None."""
     from ray.exceptions import RayActorError
 
-    seen: set[int] = set()
-    node: BaseException | None = err
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, RayActorError):
-            if getattr(node, "_actor_init_failed", False):
-                return None  # its constructor raised: an error to show, not a death
-            pid = re.search(r"\bpid: (\d+)", str(getattr(node, "error_msg", "")))
-            return f"pid {pid.group(1) if pid else '?'}: killed, crashed or out of memory"
-        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
-    return None
+    died = _first_in_chain(err, RayActorError)
+    if died is None or getattr(died, "_actor_init_failed", False):
+        return None  # no death, or its constructor raised: an error to show, not a death
+    pid = re.search(r"\bpid: (\d+)", str(getattr(died, "error_msg", "")))
+    return f"pid {pid.group(1) if pid else '?'}: killed, crashed or out of memory"
 
 
 def _task_error(err: BaseException) -> TaskInputError | None:
     """The task's input error behind a Ray error (bad record found inside an actor)."""
-    seen: set[int] = set()
-    node: BaseException | None = err
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, TaskInputError):
-            return node
-        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
-    return None
+    return _first_in_chain(err, TaskInputError)
 
 
 class _StopOnInterrupt:
@@ -249,7 +250,7 @@ def run_job(
                     kept += 1
                     deaths = 0
                     bar.update(size[key])
-                todo = []
+                break
             except KeyboardInterrupt:
                 bar.close()
                 log(
