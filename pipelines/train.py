@@ -13,13 +13,12 @@ the run's Ray name. ``local=True`` runs the same loop in this process.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import os
 import re
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +130,14 @@ def claim_run_name(name: str, storage: str) -> str:
         return name
     root = Path(storage)
     root.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
-        candidate = name if n == 1 else f"{name}-{n}"
+    candidate, n = name, 1
+    while True:
         try:
             (root / candidate).mkdir()
+            return candidate
         except FileExistsError:
-            continue
-        return candidate
-    raise AssertionError("unreachable")
+            n += 1
+            candidate = f"{name}-{n}"
 
 
 def mlflow_experiment_name(experiment: Experiment) -> str:
@@ -269,7 +268,10 @@ def run_training(
                 experiment, run_id=run_id, tracking_uri=uri, ray_name=ray_name, storage_path=storage
             )
             result = fit_or_fail(trainer, client, run_id, experiment)
-    return finalize(client, experiment, result, run_id=run_id, run_name=ray_name, tracking_uri=uri)
+    finished = finalize(
+        client, experiment, result, run_id=run_id, run_name=ray_name, tracking_uri=uri
+    )
+    return replace(finished, settings=experiment.settings(task))
 
 
 class _terminate_as_interrupt:
@@ -388,5 +390,4 @@ def finalize(
         metrics=dict(result.metrics or {}),
         registered=registered,
         experiment_id=client.get_run(run_id).info.experiment_id,
-        settings=experiment.settings(get_task(experiment.task_name)),
     )
