@@ -88,3 +88,10 @@ class GFSSMBlock(nn.Module):
                 "a bidirectional or attention block cannot stream one token at a time"
             )
         return self._mlp(h + self.mixer.step(self.norm(h), cache))
+
+    def fork(self, h: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """``k`` continuations per stream, h (b, k, L, D) -> (b, k, L, D); ``cache`` is
+        only read."""
+        if self.bidirectional or self.attention:
+            raise RuntimeError("a bidirectional or attention block has no streaming state")
+        return self._mlp(h + self.mixer.fork(self.norm(h), cache))

@@ -11,6 +11,7 @@ from torch import nn
 from gfssm.cache import LayerCache
 from gfssm.config import GFSSMConfig
 from gfssm.kernels import fir_step, grouped_fir, ssd_scan, ssd_step
+from gfssm.kernels.fork import fir_fork, ssd_fork
 from gfssm.layers import RMSNormGated, at_least_fp32, no_weight_decay
 
 
@@ -177,3 +178,23 @@ class GFSSMMixer(nn.Module):
             **self._scan_kwargs(),
         )
         return self.out_proj(self.norm(y.reshape(b, cfg.d_inner), z))
+
+    def fork(self, u: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """``k`` continuations of ``L`` tokens per stream: u (b, k, L, D) -> (b, k, L, D),
+        each as if it stepped its own copy of ``cache``, which is left as it was."""
+        cfg = self.config
+        b, k, L, _ = u.shape
+        z, xbc, dt = self._split_projection(self.in_proj(u))
+        fir = fir_fork(xbc, cache.fir_inputs, self.fir_weight, self.fir_bias, self.fir_kernel_sizes)
+        x, B, C = self._split_xbc(fir)
+        y = ssd_fork(
+            x.reshape(b, k, L, cfg.nheads, cfg.headdim),
+            dt,
+            self.A(),
+            B.reshape(b, k, L, cfg.ngroups, cfg.d_state),
+            C.reshape(b, k, L, cfg.ngroups, cfg.d_state),
+            self.D,
+            state=cache.scan,
+            **self._scan_kwargs(),
+        )
+        return self.out_proj(self.norm(y.reshape(b, k, L, cfg.d_inner), z))

@@ -93,6 +93,13 @@ class GFSSMBackbone(nn.Module):
             hidden = layer.step(hidden, layer_cache)
         return self.norm_f(hidden)
 
+    def fork(self, hidden: torch.Tensor, cache: GFSSMCache) -> torch.Tensor:
+        """``k`` continuations of ``L`` tokens per stream: hidden (b, k, L, D) ->
+        (b, k, L, D), each as if from its own copy of ``cache`` (only read)."""
+        for layer, layer_cache in zip(self.layers, cache.layers):
+            hidden = layer.fork(hidden, layer_cache)
+        return self.norm_f(hidden)
+
     def allocate_cache(
         self, batch_size: int, *, device=None, dtype: torch.dtype | None = None
     ) -> GFSSMCache:
@@ -134,6 +141,14 @@ class GFSSMForCausalLM(nn.Module):
     def step(self, input_ids: torch.Tensor, cache: GFSSMCache) -> torch.Tensor:
         """input_ids: (b,) -> logits (b, vocab_size) for the next token; advances ``cache``."""
         hidden = self.backbone.step(self.embedding(input_ids), cache)
+        return self.lm_head(hidden)[..., : self.config.vocab_size]
+
+    def fork(self, input_ids: torch.Tensor, cache: GFSSMCache) -> torch.Tensor:
+        """input_ids: (b, k, L), ``k`` continuations of each stream -> logits (b, k, L,
+        vocab_size), each as if it ran from its own copy of ``cache``, which is not
+        advanced: what-if continuations (every alternative base at a position, beam
+        candidates) without copying the state once per branch."""
+        hidden = self.backbone.fork(self.embedding(input_ids), cache)
         return self.lm_head(hidden)[..., : self.config.vocab_size]
 
     def allocate_cache(self, batch_size: int, *, device=None, dtype=None) -> GFSSMCache:

@@ -75,6 +75,25 @@ def test_whole_equals_pieces_equals_steps(dtype, preset):
             assert_close(la.scan.init_sink, lb.scan.init_sink, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seen", [2, 37])  # inside the first n_init tokens, and well past
+def test_fork_equals_running_a_copy_of_the_cache_per_branch(dtype, seen):
+    model = lm(dtype)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        cache = model.allocate_cache(3)
+        model(torch.randint(0, 11, (3, seen), generator=g), cache=cache)
+        before = [t.clone() for layer in cache.layers for t in (layer.fir_inputs, *layer.scan)]
+        branches = torch.randint(0, 11, (3, 4, 5), generator=g)  # 4 branches of 5 tokens
+        forked = model.fork(branches, cache)
+        after = [t for layer in cache.layers for t in (layer.fir_inputs, *layer.scan)]
+        assert all(torch.equal(a, b) for a, b in zip(before, after))  # only read
+        for k in range(4):
+            copy = cache.select(torch.arange(3))
+            assert_close(forked[:, k], model(branches[:, k], cache=copy))
+    assert not torch.allclose(forked[:, 0], forked[:, 1])  # the branches differ
+
+
 def test_causal_lm_output_at_t_ignores_later_inputs():
     model = lm()
     ids = torch.randint(0, 11, (1, 40), generator=torch.Generator().manual_seed(3))
