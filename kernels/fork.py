@@ -57,12 +57,21 @@ def fir_fork(
     return F.silu(y) if activation == "silu" else y
 
 
-def _read_state(S: torch.Tensor, queries: torch.Tensor, b: int, k: int, L: int) -> torch.Tensor:
-    """``S C`` for every query: S (b, H, P, N), queries (b H, N, k L) -> (b, k, L, H, P);
-    one matmul per stream and head over the state as it is laid out (no copy of S)."""
-    H, P, N = S.shape[1:]
-    out = torch.bmm(S.reshape(b * H, P, N), queries)  # (b H, P, k L)
+def _read_state(S: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``C_t S`` for every branch query: S (b, H, P, N), C (b, k, L, G, N) -> (b, k, L, H,
+    P). The heads of a B/C group share their queries: one matmul per stream and group over
+    the state as it is laid out (no copy of S)."""
+    b, H, P, N = S.shape
+    _, k, L, G, _ = C.shape
+    queries = C.permute(0, 3, 4, 1, 2).reshape(b, G, N, k * L)
+    out = torch.matmul(S.reshape(b, G, H // G * P, N), queries)  # (b, G, H/G P, k L)
     return out.reshape(b, H, P, k, L).permute(0, 3, 4, 1, 2)
+
+
+def _per_group(t: torch.Tensor, G: int) -> torch.Tensor:
+    """(b, k, L, H, ...) -> (b, k, G, H/G, L, ...): heads split by B/C group, time inner."""
+    b, k, L, H = t.shape[:4]
+    return t.transpose(2, 3).reshape(b, k, G, H // G, L, *t.shape[4:])
 
 
 def ssd_fork(
@@ -96,26 +105,26 @@ def ssd_fork(
     cdt = compute_dtype(x.dtype)
     delta = discretize(dt, dt_bias, dt_softplus, dt_limit, cdt)  # (b, k, L, H)
     cum = torch.cumsum(delta * A.to(cdt), dim=2)
-    Bh = B.to(cdt).repeat_interleave(H // G, dim=-2)  # (b, k, L, H, N)
-    Ch = C.to(cdt).repeat_interleave(H // G, dim=-2)
-    xc = x.to(cdt)
-    queries = Ch.permute(0, 3, 4, 1, 2).reshape(b * H, -1, k * L)  # (b H, N, k L)
-    y = _read_state(state.ssm.to(cdt), queries, b, k, L) * torch.exp(cum)[..., None]
-    # the branch's own tokens: CB[t, s] = C_t . B_s for s <= t
-    CB = torch.einsum("bkthn,bkshn->bkhts", Ch, Bh)
+    Cc, xc = C.to(cdt), x.to(cdt)
+    y = _read_state(state.ssm.to(cdt), Cc) * torch.exp(cum)[..., None]
+    # the branch's own tokens, per group: CB[t, s] = C_t . B_s, used for s <= t
+    CB = (Cc.permute(0, 1, 3, 2, 4) @ B.to(cdt).permute(0, 1, 3, 4, 2))[:, :, :, None]
     causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-    cum_h = cum.transpose(2, 3)  # (b, k, H, L)
-    gap = (cum_h[..., :, None] - cum_h[..., None, :]).masked_fill(~causal, -math.inf)
-    weights = CB * torch.exp(gap) * delta.transpose(2, 3)[..., None, :]
-    y = y + torch.einsum("bkhts,bkshp->bkthp", weights, xc)
+    cum_g, delta_g, x_g = _per_group(cum, G), _per_group(delta, G), _per_group(xc, G)
+    gap = (cum_g[..., :, None] - cum_g[..., None, :]).masked_fill(~causal, -math.inf)
+    weights = CB * torch.exp(gap) * delta_g[..., None, :]  # (b, k, G, H/G, L, L)
+
+    def apply(w: torch.Tensor) -> torch.Tensor:  # (b, k, G, H/G, L, L) -> (b, k, L, H, P)
+        return (w @ x_g).reshape(b, k, H, L, P).transpose(2, 3)
+
+    y = y + apply(weights)
     if sink_gain is not None:
         gain = sink_gain.to(cdt).view(1, 1, 1, H, 1)
-        read = _read_state(state.init_sink.to(cdt), queries, b, k, L)
+        read = _read_state(state.init_sink.to(cdt), Cc)
         # branch tokens that are among the stream's first n_init join the initial sink
         is_init = state.seen[:, None] + torch.arange(L, device=x.device)[None] < n_init
-        joins = causal & is_init[:, None, None, None, :]  # (b, 1, 1, L, L) over (t, s)
-        init_weights = (CB * delta.transpose(2, 3)[..., None, :]).masked_fill(~joins, 0.0)
-        read = read + torch.einsum("bkhts,bkshp->bkthp", init_weights, xc)
+        joins = causal & is_init.view(b, 1, 1, 1, 1, L)  # over (t, s)
+        read = read + apply((CB * delta_g[..., None, :]).masked_fill(~joins, 0.0))
         y = y + gain * read
     if sink_k is not None and sink_v is not None:
         y = y + learned_sink_readout(C.to(cdt), sink_k, sink_v, H)
