@@ -21,8 +21,10 @@ DESCRIPTION = (
     "a GenBank file (or FASTA + GFF3) is labelled synonymous, missense, stop_gained, "
     "stop_lost, stop_retained or start_codon (the record's genetic code) and scored with "
     "the model and the order-k Markov baseline as log2 P(alt) - log2 P(ref) at its "
-    "position, averaged over both strands (a damaging change should score lower). Reports "
-    "the AUROC of stop_gained vs synonymous and missense vs synonymous for both, and the "
+    "position, averaged over both strands (a damaging change should score lower), and with "
+    "a codon score: that plus the change's effect on the predictions of the rest of its "
+    "codon on each strand. Reports "
+    "the AUROC of stop_gained vs synonymous and missense vs synonymous for each, and the "
     "mean entropy at codon positions 1, 2, 3. Only contigs the model never trained on are "
     "evaluated: by default the model's held-out contigs (task.val_contigs). Writes "
     "OUT/variants.parquet (one row per variant) and OUT/summary.json."
@@ -55,6 +57,13 @@ def add_vep_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1024,
         help="bases streamed on each side of the CDS, for context (default 1024)",
+    )
+    parser.add_argument(
+        "--no-codon-score",
+        action="store_true",
+        help="score each change at its position only; by default a codon score is also "
+        "reported: the position score plus the change's effect on the predictions of the "
+        "rest of its codon, on each strand (several times the time of the position score)",
     )
     parser.add_argument(
         "--markov-order",
@@ -149,7 +158,7 @@ def make_vep_job(args: argparse.Namespace, base_dir: Path, loaded):
     from gfssm.tasks.dna.markov import MAX_ORDER
     from gfssm.tasks.dna.vep.cds import read_genbank_cds
     from gfssm.tasks.dna.vep.gff import read_gff_cds
-    from gfssm.tasks.dna.vep.job import VepJob, cds_regions
+    from gfssm.tasks.dna.vep.job import VepJob, cds_groups, cds_regions
 
     if args.flank < 0:
         raise TaskInputError(f"--flank {args.flank}: expected >= 0")
@@ -180,10 +189,12 @@ def make_vep_job(args: argparse.Namespace, base_dir: Path, loaded):
     items = [
         {
             "contig": contig,
-            "cds": [c.to_dict() for c in cds],
-            "regions": [list(r) for r in cds_regions(cds, genome.lengths[contig], args.flank)],
+            "cds": [c.to_dict() for c in group],
+            "regions": [list(r) for r in cds_regions(group, genome.lengths[contig], args.flank)],
+            "codon": not args.no_codon_score,
         }
         for contig, cds in by_contig.items()
+        for group in cds_groups(cds)
     ]
     out = output_folder(args.out, base_dir)
     return VepJob(genome, annotation, fasta, out, items, markov, args.flank, notes)

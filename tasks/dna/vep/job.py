@@ -1,9 +1,11 @@
-"""``gfssm eval dna-vep`` as a batch job: one work item per contig with evaluated CDS.
+"""``gfssm eval dna-vep`` as a batch job: one work item per group of a contig's CDS (about
+20,000 coding bases).
 
-The driver reads the annotation, checks every CDS and plans the items (the CDS of a contig
-and the regions around them); an actor fits the Markov baseline once, then per item
-streams each region through the model once per strand, labels every SNV of the contig's
-CDS and scores it with both. ``finish`` writes the table of every variant and the summary.
+The driver reads the annotation, checks every CDS and plans the items (a group of CDS of a
+contig and the regions around them); an actor fits the Markov baseline once, then per item
+streams each region through the model once per strand, labels every SNV of the group's
+CDS and scores it with both (position and codon scores). ``finish`` writes the table of
+every variant and the summary.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import file_identity, npz_arrays, npz_bytes
 from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.vep.cds import Cds
+from gfssm.tasks.dna.vep.codon import markov_look_ahead, model_look_ahead, region_streams
 from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants
 from gfssm.tasks.dna.vep.metrics import summarize, summary_table
 from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows
@@ -27,6 +30,23 @@ from gfssm.tasks.jobs import BatchJob, Log, WorkItem
 
 VARIANTS_FILE = "variants.parquet"
 SUMMARY_FILE = "summary.json"
+
+
+ITEM_CODING_BASES = 20_000  # coding bases per work item: progress and resume steps
+
+
+def cds_groups(cds: list[Cds], size: int = ITEM_CODING_BASES) -> list[list[Cds]]:
+    """A contig's CDS in groups of about ``size`` coding bases, in contig order (one work
+    item each, so that progress moves and a resumed run redoes little)."""
+    groups: list[list[Cds]] = [[]]
+    filled = 0
+    for item in sorted(cds, key=lambda c: min(p[0] for p in c.parts)):
+        if filled >= size:
+            groups.append([])
+            filled = 0
+        groups[-1].append(item)
+        filled += item.positions().size
+    return groups
 
 
 def cds_regions(cds: list[Cds], length: int, flank: int) -> list[tuple[int, int]]:
@@ -58,10 +78,17 @@ def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict
         "model": model_rows(model, genome, contig, regions, positions),
         "markov": baseline_rows(markov, genome, contig, regions, positions),
     }
+    ahead = {}
+    if payload.get("codon", True):
+        streams = region_streams(genome, contig, regions)
+        ahead["model"] = model_look_ahead(model, cds, regions, streams)
+        ahead["markov"] = markov_look_ahead(markov, cds, regions, streams)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("cds", "position", "ref", "alt")}
     out.update({k: [] for k in ("codon_pos", "effect", "ref_aa", "alt_aa", "base_codon_pos")})
     for name in rows:
         out[f"{name}_score"], out[f"{name}_entropy"] = [], []
+    for name in ahead:
+        out[f"{name}_codon_score"] = []
     for number, (v, bases) in enumerate(zip(variants, coding)):
         idx = np.searchsorted(positions, v.position)
         for name, r in rows.items():
@@ -69,6 +96,10 @@ def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict
             alt = np.take_along_axis(lp, v.alt[:, None].astype(np.int64), 1)[:, 0]
             ref = np.take_along_axis(lp, v.ref[:, None].astype(np.int64), 1)[:, 0]
             out[f"{name}_score"].append((alt - ref).astype(np.float32))
+            if name in ahead:  # + the look-ahead over the codon, averaged over the strands
+                coding = np.arange(v.position.size) // 3
+                look = ahead[name][number][:, coding, v.alt].mean(axis=0)
+                out[f"{name}_codon_score"].append((alt - ref + look).astype(np.float32))
             base_idx = np.searchsorted(positions, bases)
             out[f"{name}_entropy"].append(r.entropy_bits[base_idx].astype(np.float32))
         out["cds"].append(np.full(v.position.size, number, np.int32))
@@ -115,8 +146,9 @@ class VepJob(BatchJob):
             "job": "dna eval vep",
             "annotation": file_identity(self.annotation),
             "fasta": file_identity(self.fasta),
-            "contigs": [item["contig"] for item in self.items],
+            "items": [[item["contig"], len(item["cds"])] for item in self.items],
             "flank": self.flank,
+            "codon_score": all(item.get("codon", True) for item in self.items),
             "markov": self.markov_settings.model_dump(mode="json"),
         }
 
@@ -145,8 +177,12 @@ class VepJob(BatchJob):
         keys = parts[0].keys()
         merged = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         # names per variant through indices: contigs, CDS (gene, strand) of each item
+        contigs = list(dict.fromkeys(item["contig"] for item in self.items))
         contig_of = np.concatenate(
-            [np.full(p["cds"].size, i, np.int32) for i, p in enumerate(parts)]
+            [
+                np.full(p["cds"].size, contigs.index(item["contig"]), np.int32)
+                for item, p in zip(self.items, parts)
+            ]
         )
         genes, strands, offset, cds_index = [], [], 0, []
         for item, p in zip(self.items, parts):
@@ -163,7 +199,7 @@ class VepJob(BatchJob):
 
         table = pa.table(
             {
-                "contig": dictionary(contig_of, [item["contig"] for item in self.items]),
+                "contig": dictionary(contig_of, contigs),
                 "pos": pa.array(merged["position"] + 1),
                 "ref": dictionary(merged["ref"].astype(np.int32), bases),
                 "alt": dictionary(merged["alt"].astype(np.int32), bases),
@@ -175,6 +211,11 @@ class VepJob(BatchJob):
                 "alt_aa": pa.array(merged["alt_aa"].view("S1").astype(str)),
                 "model_score": pa.array(merged["model_score"]),
                 "markov_score": pa.array(merged["markov_score"]),
+                **{
+                    f"{s}_codon_score": pa.array(merged[f"{s}_codon_score"])
+                    for s in ("model", "markov")
+                    if f"{s}_codon_score" in merged
+                },
             }
         )
         self.out.mkdir(parents=True, exist_ok=True)
@@ -187,10 +228,15 @@ class VepJob(BatchJob):
             merged["base_codon_pos"],
             {s: merged[f"{s}_entropy"] for s in ("model", "markov")},
             strata=substitution_strata(merged, np.array([s == "-" for s in strands])[cds_of]),
+            codon_scores={
+                s: merged[f"{s}_codon_score"]
+                for s in ("model", "markov")
+                if f"{s}_codon_score" in merged
+            },
         )
         summary.update(
             annotation=str(self.annotation),
-            contigs=[item["contig"] for item in self.items],
+            contigs=contigs,
             cds=offset,
             markov_order=self.markov_settings.markov_order,
             notes=self.notes,

@@ -68,32 +68,27 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def summarize(
-    effect: np.ndarray,
-    scores: dict[str, np.ndarray],
-    codon_pos: np.ndarray,
-    entropy: dict[str, np.ndarray],
-    strata: np.ndarray | None = None,
+def _score_summary(
+    effect: np.ndarray, scores: dict[str, np.ndarray], strata: np.ndarray | None, kind: str
 ) -> dict[str, Any]:
-    """The summary of a run: per-class counts and mean scores, the AUROCs of each scorer,
-    and the mean entropy (bits) of each scorer at codon positions 1, 2, 3.
-
-    ``effect``/``scores``/``strata``: one value per variant; ``codon_pos``/``entropy``: one
-    per coding base of each CDS. With ``strata``, ``auroc_matched`` holds
-    :func:`matched_auroc` too."""
-    counts = {name: int((effect == i).sum()) for i, name in enumerate(CLASSES)}
+    """Mean score per class and the AUROCs of one kind of score ("" or "codon")."""
     synonymous = effect == SYNONYMOUS
-    out: dict[str, Any] = {"counts": counts, "variants": int(effect.size), "auroc": {}}
-    out["mean_score"] = {
-        s: {name: _mean(scores[s][effect == i]) for i, name in enumerate(CLASSES)} for s in SCORERS
+    infix = f"_{kind}" if kind else ""
+    out: dict[str, Any] = {
+        f"mean{infix}_score": {
+            s: {name: _mean(scores[s][effect == i]) for i, name in enumerate(CLASSES)}
+            for s in SCORERS
+        },
+        f"auroc{infix}": {
+            s: {
+                name: auroc(scores[s][synonymous], scores[s][effect == cls])
+                for name, cls in COMPARISONS.items()
+            }
+            for s in SCORERS
+        },
     }
-    for s in SCORERS:
-        out["auroc"][s] = {
-            name: auroc(scores[s][synonymous], scores[s][effect == cls])
-            for name, cls in COMPARISONS.items()
-        }
     if strata is not None:
-        out["auroc_matched"] = {
+        out[f"auroc{infix}_matched"] = {
             s: {
                 name: matched_auroc(
                     scores[s][synonymous],
@@ -105,6 +100,29 @@ def summarize(
             }
             for s in SCORERS
         }
+    return out
+
+
+def summarize(
+    effect: np.ndarray,
+    scores: dict[str, np.ndarray],
+    codon_pos: np.ndarray,
+    entropy: dict[str, np.ndarray],
+    strata: np.ndarray | None = None,
+    codon_scores: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The summary of a run: per-class counts and mean scores, the AUROCs of each scorer,
+    and the mean entropy (bits) of each scorer at codon positions 1, 2, 3.
+
+    ``effect``/``scores``/``strata``: one value per variant; ``codon_pos``/``entropy``: one
+    per coding base of each CDS. With ``strata``, ``auroc_matched`` holds
+    :func:`matched_auroc` too. ``codon_scores`` (the codon score of each scorer) get the
+    same under ``mean_codon_score``, ``auroc_codon`` and ``auroc_codon_matched``."""
+    counts = {name: int((effect == i).sum()) for i, name in enumerate(CLASSES)}
+    out: dict[str, Any] = {"counts": counts, "variants": int(effect.size)}
+    out.update(_score_summary(effect, scores, strata, ""))
+    if codon_scores:
+        out.update(_score_summary(effect, codon_scores, strata, "codon"))
     out["entropy_bits"] = {
         s: {str(k): _mean(entropy[s][codon_pos == k]) for k in (1, 2, 3)} for s in SCORERS
     }
@@ -119,25 +137,29 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def summary_table(summary: dict[str, Any]) -> str:
     """The summary as a few aligned lines for the console."""
     lines = ["variants: " + ", ".join(f"{k} {v:,}" for k, v in summary["counts"].items())]
-    lines.append(f"{'':34}{'model':>10}{'markov':>10}")
-    for name in COMPARISONS:
-        row = [summary["auroc"][s][name] for s in SCORERS]
-        label = "AUROC " + name.replace("_", " ")
-        lines.append(f"{label:34}" + "".join(f"{_fmt(v):>10}" for v in row))
-        if "auroc_matched" in summary:
-            row = [summary["auroc_matched"][s][name] for s in SCORERS]
-            label = "  same substitution and codon pos"
-            lines.append(f"{label:34}" + "".join(f"{_fmt(v):>10}" for v in row))
+    lines.append(f"{'':46}{'model':>10}{'markov':>10}")
+    for kind, title in (("", "AUROC "), ("_codon", "codon score: AUROC ")):
+        if f"auroc{kind}" not in summary:
+            continue
+        for name in COMPARISONS:
+            row = [summary[f"auroc{kind}"][s][name] for s in SCORERS]
+            label = title + name.replace("_", " ")
+            lines.append(f"{label:46}" + "".join(f"{_fmt(v):>10}" for v in row))
+            if f"auroc{kind}_matched" in summary:
+                row = [summary[f"auroc{kind}_matched"][s][name] for s in SCORERS]
+                label = "  same substitution and codon pos"
+                lines.append(f"{label:46}" + "".join(f"{_fmt(v):>10}" for v in row))
     for k in ("1", "2", "3"):
         row = [summary["entropy_bits"][s][k] for s in SCORERS]
         lines.append(
-            f"{'mean entropy, codon position ' + k + ' (bits)':34}"
+            f"{'mean entropy, codon position ' + k + ' (bits)':46}"
             + "".join(f"{_fmt(v, 3):>10}" for v in row)
         )
-    for name in ("synonymous", "missense", "stop_gained"):
-        row = [summary["mean_score"][s][name] for s in SCORERS]
-        lines.append(
-            f"{'mean score, ' + name.replace('_', ' ') + ' (bits)':34}"
-            + "".join(f"{_fmt(v, 3):>10}" for v in row)
-        )
+    for kind in ("", "_codon"):
+        for name in ("synonymous", "missense", "stop_gained"):
+            if f"mean{kind}_score" not in summary:
+                continue
+            row = [summary[f"mean{kind}_score"][s][name] for s in SCORERS]
+            label = f"mean{kind.replace('_', ' ')} score, {name.replace('_', ' ')} (bits)"
+            lines.append(f"{label:46}" + "".join(f"{_fmt(v, 3):>10}" for v in row))
     return "\n".join(lines)

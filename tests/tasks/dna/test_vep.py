@@ -231,6 +231,39 @@ def test_job_end_to_end(tmp_path, phix, loaded, lambda_text):
     assert set(summary["entropy_bits"]["model"]) == {"1", "2", "3"}
     assert 0.0 <= summary["auroc_matched"]["model"]["missense_vs_synonymous"] <= 1.0
     assert any("AUROC stop gained vs synonymous" in line for line in lines)
+    # the codon score: the position score plus a look-ahead that is not zero; NaN only in
+    # the codons split by phiX's origin-spanning join (gene A, both strands)
+    for scorer in ("model", "markov"):
+        codon = table[f"{scorer}_codon_score"]
+        assert 0 < codon.isna().sum() <= 2 * 3 * 3
+        assert (codon - table[f"{scorer}_score"]).abs().max() > 0.01
+        assert 0.0 <= summary["auroc_codon"][scorer]["missense_vs_synonymous"] <= 1.0
+    assert any("codon score: AUROC missense vs synonymous" in line for line in lines)
+
+
+def test_cds_groups_split_a_contig_in_order_and_keep_every_cds_once(phix):
+    from gfssm.tasks.dna.vep.job import cds_groups
+
+    cds = read_genbank_cds(phix).cds
+    groups = cds_groups(cds, size=1000)
+    assert len(groups) > 2
+    flat = [c for group in groups for c in group]
+    assert sorted(flat, key=lambda c: c.gene) == sorted(cds, key=lambda c: c.gene)
+    starts = [min(p[0] for p in c.parts) for c in flat]
+    assert starts == sorted(starts)
+    for group in groups[:-1]:  # each group closes once it holds `size` coding bases
+        assert sum(c.positions().size for c in group) >= 1000
+        assert sum(c.positions().size for c in group[:-1]) < 1000
+    assert cds_groups(cds) == [sorted(cds, key=lambda c: min(p[0] for p in c.parts))]
+
+
+def test_no_codon_score_leaves_it_out(tmp_path, phix, loaded):
+    args = vep_args(tmp_path, genbank=str(phix), out=str(tmp_path / "v"), no_codon_score=True)
+    job = make_vep_job(args, tmp_path, loaded)
+    assert run_job_inline(job, loaded, lambda line: None) == 0
+    table = pq.read_table(tmp_path / "v" / "variants.parquet")
+    assert "model_codon_score" not in table.column_names
+    assert "auroc_codon" not in json.loads((tmp_path / "v" / "summary.json").read_text())
 
 
 def test_contigs_the_model_trained_on_are_refused(tmp_path, phix, loaded):
