@@ -7,7 +7,8 @@
 #      process, holding out three contigs (470,411 bases, 10.2%): skipped when OUT/train.log
 #      already holds a finished run;
 #   3. `gfssm eval dna-vep` on the held-out contigs: every SNV of their CDS, model vs the
-#      order-k Markov baseline fitted on the training contigs only.
+#      order-k Markov baseline fitted on the training contigs only, by position and codon score
+#      (about 10 minutes on 1 actor; --no-codon-score in the command below: under 2).
 # Everything goes below OUT (default leptospira-vep, relative to the current folder).
 # Override with environment variables, e.g. MINUTES=5 OUT=lepto scripts/dna_vep_leptospira.sh
 set -euo pipefail
