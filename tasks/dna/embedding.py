@@ -54,19 +54,26 @@ class EmbeddingOptions:
         return -(-length // self.window)
 
 
-def check_streamable(model: nn.Module, layer: int | None = None) -> None:
+def check_streamable(
+    model: nn.Module, layer: int | None = None, command: str = "gfssm embed"
+) -> None:
     """A :class:`~gfssm.tasks.TaskInputError` unless ``model`` is a causal LM that streams
-    with a cache, and ``layer`` is one of its blocks."""
+    with a cache, and ``layer`` is one of its blocks (``command`` names the refusing one)."""
     backbone = getattr(model, "backbone", None)
     if backbone is None or not hasattr(model, "embedding") or not hasattr(model, "allocate_cache"):
         raise TaskInputError(
             f"--model: a {type(model).__name__} has no token embedding and streaming "
-            f"backbone; gfssm embed needs a causal DNA language model"
+            f"backbone; {command} needs a causal DNA language model"
+        )
+    if getattr(getattr(model, "config", None), "mixer", None) == "attention":
+        raise TaskInputError(
+            "--model: an attention model (the transformer baseline) has no streaming state; "
+            f"{command} streams the genome through the model: use a gfssm or mamba2 model"
         )
     if getattr(backbone, "bidirectional", False):
         raise TaskInputError(
             "--model: a bidirectional model sees bases after each position, so an embedding "
-            "streamed in pieces would not equal its full pass; gfssm embed needs a causal model"
+            f"streamed in pieces would not equal its full pass; {command} needs a causal model"
         )
     n_layer = len(backbone.layers)
     if layer is not None and not 1 <= layer <= n_layer:

@@ -154,12 +154,14 @@ def markov_settings(
 
 def make_vep_job(args: argparse.Namespace, base_dir: Path, loaded):
     """The job of ``gfssm eval dna-vep``; the annotation is read and checked here."""
+    from gfssm.tasks.dna.embedding import check_streamable
     from gfssm.tasks.dna.genome import Genome
     from gfssm.tasks.dna.markov import MAX_ORDER
     from gfssm.tasks.dna.vep.cds import read_genbank_cds
     from gfssm.tasks.dna.vep.gff import read_gff_cds
     from gfssm.tasks.dna.vep.job import VepJob, cds_groups, cds_regions
 
+    check_streamable(loaded.model, command="gfssm eval dna-vep")
     if args.flank < 0:
         raise TaskInputError(f"--flank {args.flank}: expected >= 0")
     if args.markov_order is not None and not 0 <= args.markov_order <= MAX_ORDER:

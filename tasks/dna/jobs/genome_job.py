@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gfssm.tasks.dna.embedding import check_streamable
 from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import (
     command_line_hints,
@@ -156,6 +157,7 @@ def add_alias_argument(parser: argparse.ArgumentParser) -> None:
 
 def make_genome_job(args: argparse.Namespace, base_dir: Path, loaded) -> GenomeScoreJob:
     """The job of ``gfssm score genome``; every input is checked here, in the driver."""
+    check_streamable(loaded.model, command="gfssm score genome")
     if args.segment is not None and args.segment < 1:
         raise TaskInputError(f"--segment {args.segment}: expected a positive number of bases")
     if args.warmup < 0:

@@ -17,12 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gfssm import GFSSMEncoder, GFSSMForCausalLM
+from gfssm import GFSSMConfig, GFSSMEncoder, GFSSMForCausalLM
 from gfssm.pipelines.cli import main
 from gfssm.tasks import LoadedModel, TaskInputError, save_model
 from gfssm.tasks.dna import Genome
 from gfssm.tasks.dna.embedding import EmbeddingOptions, embed_region, hidden_states
 from gfssm.tasks.dna.jobs.embed_job import check_disk_space
+from gfssm.tasks.dna.tokens import VOCAB_SIZE
 from gfssm.tasks.jobs import run_job_inline
 
 # The streamed pass runs the same float32 math as the full pass, but the chunked scan and
@@ -190,6 +191,32 @@ def test_a_bidirectional_model_is_refused(task, loaded, tmp_path, lambda_fasta, 
         TaskInputError, match=r"bidirectional model .* would not equal its full pass"
     ):
         make(task, "--fasta lambda.fa --out emb", work, other)
+
+
+@pytest.mark.parametrize(
+    "command, name, argv",
+    [
+        ("embed", None, "--fasta lambda.fa --out emb"),
+        ("score", "genome", "--fasta lambda.fa --out scores"),
+        ("eval", "dna-vep", "--fasta lambda.fa --gff genes.gff3 --out vep"),
+    ],
+)
+def test_an_attention_model_is_refused_by_every_streaming_command(
+    command, name, argv, task, loaded, tmp_path, lambda_fasta, lambda_name
+):
+    """The transformer baseline (trained by ``gfssm study``) has no streaming state: one
+    line, before any file is read, not a traceback from a worker."""
+    work = bed_setup(tmp_path, lambda_fasta, lambda_name, [])
+    config = GFSSMConfig.preset(
+        "transformer", vocab_size=VOCAB_SIZE, d_model=32, n_layer=2, headdim=16, d_state=16
+    )
+    other = LoadedModel(task, GFSSMForCausalLM(config), config, loaded.settings, {})
+    (found,) = [c for c in task.commands() if c.command == command and c.name == name]
+    parser = argparse.ArgumentParser()
+    found.add_arguments(parser)
+    pattern = r"^--model: an attention model .* use a gfssm or mamba2 model$"
+    with pytest.raises(TaskInputError, match=pattern):
+        found.make_job(parser.parse_args(argv.split()), work, other)
 
 
 def test_output_larger_than_the_free_disk_is_one_line(
