@@ -199,7 +199,15 @@ def model_look_ahead(
     return out
 
 
-def _run_batch(model, stepper, batch, out, device) -> None:
+def _run_batch(
+    model: GFSSMForCausalLM,
+    stepper: GFSSMForCausalLM,
+    batch: list[tuple[Lane, GFSSMCache]],
+    out: dict[int, np.ndarray],
+    device: torch.device,
+) -> None:
+    """Run lanes side by side, codon by codon: fork the seven branches of each lane's
+    codon from its state, then move the state over the codon."""
     lanes = [lane for lane, _ in batch]
     cache = _join([c for _, c in batch])
     longest = max(len(lane.tokens) for lane in lanes)
