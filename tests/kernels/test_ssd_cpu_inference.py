@@ -52,7 +52,10 @@ def test_fast_heads_really_pass_the_limit():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("decay", ["slow", "fast", "mixed"])
-@pytest.mark.parametrize(("G", "chunk_size", "n_init", "L"), [(1, 16, 4, 77), (2, 8, 3, 131)])
+@pytest.mark.parametrize(
+    ("G", "chunk_size", "n_init", "L"),
+    [(1, 16, 4, 77), (2, 8, 3, 131), (1, 16, 4, 5), (2, 64, 3, 3)],
+)
 def test_matches_reference(dtype, decay, G, chunk_size, n_init, L):
     inp = make_inputs(G=G, L=L, decay=decay, dtype=dtype)
     kw = dict(chunk_size=chunk_size, n_init=n_init, return_final_state=True)

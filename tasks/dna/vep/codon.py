@@ -23,7 +23,6 @@ adjacent on the contig (a CDS join inside it) has no codon score (NaN).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -162,15 +161,6 @@ def _with_snapshots(
             yield lane, cache.select(torch.zeros(1, dtype=torch.long, device=device))
 
 
-def _short_chunks(model: GFSSMForCausalLM) -> GFSSMForCausalLM:
-    """The same model scanning in chunks of 4: moving a lane 3 bases at a time then costs
-    3 positions, not a padded chunk of 64 (chunking changes rounding, not the result)."""
-    quick = GFSSMForCausalLM(dataclasses.replace(model.config, chunk_size=4))
-    quick.load_state_dict(model.state_dict())
-    param = next(model.parameters())
-    return quick.to(device=param.device, dtype=param.dtype).eval()
-
-
 @torch.inference_mode()
 def model_look_ahead(
     model: GFSSMForCausalLM,
@@ -185,7 +175,6 @@ def model_look_ahead(
         i: np.full((2, c.positions().size, N_BASES), np.nan, np.float32) for i, c in enumerate(cds)
     }
     lanes = plan_lanes(cds, regions, streams)
-    stepper = _short_chunks(model)
     device = next(model.parameters()).device
     # every lane's state at once (a work item's CDS: a few hundred lanes of ~0.4 MB for
     # the ecoli15 model), then batches of equal size, longest lanes together, so that no
@@ -195,13 +184,12 @@ def model_look_ahead(
     )
     size = -(-len(snapshots) // max(1, -(-len(snapshots) // LANES_PER_BATCH)))
     for a in range(0, len(snapshots), size):
-        _run_batch(model, stepper, snapshots[a : a + size], out, device)
+        _run_batch(model, snapshots[a : a + size], out, device)
     return out
 
 
 def _run_batch(
     model: GFSSMForCausalLM,
-    stepper: GFSSMForCausalLM,
     batch: list[tuple[Lane, GFSSMCache]],
     out: dict[int, np.ndarray],
     device: torch.device,
@@ -221,7 +209,7 @@ def _run_batch(
         ahead[:, t] = _look_ahead(
             log2p.reshape(len(lanes), 7, 2, N_BASES).cpu().numpy(), codons[:, t]
         )
-        stepper(torch.from_numpy(codons[:, t]).to(device), cache=cache)
+        model(torch.from_numpy(codons[:, t]).to(device), cache=cache)
     for i, lane in enumerate(lanes):
         _scatter(out, lane, ahead[i, : len(lane.tokens)])
 
