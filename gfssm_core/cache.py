@@ -74,6 +74,16 @@ class GFSSMCache:
         """The cache of streams ``index`` (b',), e.g. to drop finished streams."""
         return GFSSMCache([layer.select(index) for layer in self.layers])
 
+    @classmethod
+    def cat(cls, caches: list[GFSSMCache]) -> GFSSMCache:
+        """One cache holding the streams of ``caches`` in order (the inverse of
+        :meth:`select`), e.g. to run streams saved one by one as a batch."""
+        layers = []
+        for parts in zip(*(c.layers for c in caches)):
+            scan = ScanState(*(torch.cat(ts) for ts in zip(*(p.scan for p in parts))))
+            layers.append(LayerCache(torch.cat([p.fir_inputs for p in parts]), scan))
+        return cls(layers)
+
     def detach(self) -> GFSSMCache:
         """Cut the autograd history (truncated back-propagation through time)."""
         return GFSSMCache(

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gfssm import GFSSMConfig, GFSSMEncoder, GFSSMForCausalLM, GFSSMMixer
+from gfssm.cache import GFSSMCache
 from gfssm.kernels.testing import assert_close
 
 
@@ -92,6 +93,10 @@ def test_fork_equals_running_a_copy_of_the_cache_per_branch(dtype, seen):
             copy = cache.select(torch.arange(3))
             assert_close(forked[:, k], model(branches[:, k], cache=copy))
     assert not torch.allclose(forked[:, 0], forked[:, 1])  # the branches differ
+    # streams split one by one and joined again fork as they did together
+    joined = GFSSMCache.cat([cache.select(torch.tensor([i])) for i in (2, 0, 1)])
+    with torch.no_grad():
+        assert_close(model.fork(branches[[2, 0, 1]], joined), forked[[2, 0, 1]])
 
 
 def test_causal_lm_output_at_t_ignores_later_inputs():

@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from gfssm import GFSSMForCausalLM
-from gfssm.cache import GFSSMCache, LayerCache
-from gfssm.kernels import ScanState
+from gfssm.cache import GFSSMCache
 from gfssm.tasks.dna.markov import MarkovModel
 from gfssm.tasks.dna.objective import base_log_probs
 from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
@@ -133,15 +132,6 @@ def _scatter(out: dict[int, np.ndarray], lane: Lane, ahead: np.ndarray) -> None:
         out[lane.cds][lane.strand, rows, plus_alt] = ahead[:, i]
 
 
-def _join(caches: list[GFSSMCache]) -> GFSSMCache:
-    layers = []
-    for parts in zip(*(c.layers for c in caches)):
-        fir = torch.cat([p.fir_inputs for p in parts])
-        scan = ScanState(*(torch.cat(ts) for ts in zip(*(p.scan for p in parts))))
-        layers.append(LayerCache(fir, scan))
-    return GFSSMCache(layers)
-
-
 def _with_snapshots(
     model: GFSSMForCausalLM, lanes: list[Lane], streams, piece_length: int
 ) -> Iterator[tuple[Lane, GFSSMCache]]:
@@ -197,7 +187,7 @@ def _run_batch(
     """Run lanes side by side, codon by codon: fork the seven branches of each lane's
     codon from its state, then move the state over the codon."""
     lanes = [lane for lane, _ in batch]
-    cache = _join([c for _, c in batch])
+    cache = GFSSMCache.cat([c for _, c in batch])
     longest = max(len(lane.tokens) for lane in lanes)
     codons = np.zeros((len(lanes), longest, 3), np.int64)
     for i, lane in enumerate(lanes):
