@@ -33,13 +33,13 @@ from gfssm import GFSSMForCausalLM
 from gfssm.cache import GFSSMCache
 from gfssm.tasks.dna.markov import MarkovModel
 from gfssm.tasks.dna.objective import base_log_probs
-from gfssm.tasks.dna.tokens import N_BASES, reverse_complement
+from gfssm.tasks.dna.tokens import N_BASES
 from gfssm.tasks.dna.tokens import N as N_TOKEN
 from gfssm.tasks.dna.vep.cds import Cds
+from gfssm.tasks.dna.vep.scores import LOG2E, Streams
 
 LANE_CODONS = 64  # codons a lane runs before a fresh start (bounds padding in a batch)
 LANES_PER_BATCH = 256
-LOG2E = 1.0 / np.log(2.0)
 SHIFTS = np.arange(1, N_BASES)  # alternative k of base u is (u + k) % 4, as in effects.py
 
 
@@ -57,9 +57,7 @@ class Lane:
     coding: np.ndarray
 
 
-def plan_lanes(
-    cds: list[Cds], regions: list[tuple[int, int]], streams: list[tuple[np.ndarray, np.ndarray]]
-) -> list[Lane]:
+def plan_lanes(cds: list[Cds], regions: list[tuple[int, int]], streams: Streams) -> list[Lane]:
     """The lanes of every CDS (each inside one of ``regions``; ``streams[r]`` holds region
     r's + strand and reverse-complement tokens)."""
     starts = np.array([a for a, _ in regions])
@@ -156,7 +154,7 @@ def model_look_ahead(
     model: GFSSMForCausalLM,
     cds: list[Cds],
     regions: list[tuple[int, int]],
-    streams: list[tuple[np.ndarray, np.ndarray]],
+    streams: Streams,
     piece_length: int = 65536,
 ) -> dict[int, np.ndarray]:
     """Per CDS: (2, n_coding, 4) look-ahead in bits of every change (column: the + strand
@@ -208,7 +206,7 @@ def markov_look_ahead(
     markov: MarkovModel,
     cds: list[Cds],
     regions: list[tuple[int, int]],
-    streams: list[tuple[np.ndarray, np.ndarray]],
+    streams: Streams,
 ) -> dict[int, np.ndarray]:
     """:func:`model_look_ahead` for the Markov baseline (context: at most ``order`` bases
     of the same stream, none before the region's start)."""
@@ -238,12 +236,3 @@ def markov_look_ahead(
         ahead = _look_ahead(np.log2(probs).reshape(n, 7, 2, N_BASES), lane.tokens)
         _scatter(out, lane, ahead)
     return out
-
-
-def region_streams(genome, contig: str, regions: list[tuple[int, int]]):
-    """Each region's tokens on the + strand and reverse-complemented."""
-    streams = []
-    for start, end in regions:
-        forward = genome.tokens(contig, start, end)[0]
-        streams.append((forward, reverse_complement(forward)))
-    return streams

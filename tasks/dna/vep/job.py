@@ -22,10 +22,10 @@ from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import file_identity, npz_arrays, npz_bytes
 from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.vep.cds import Cds
-from gfssm.tasks.dna.vep.codon import markov_look_ahead, model_look_ahead, region_streams
+from gfssm.tasks.dna.vep.codon import markov_look_ahead, model_look_ahead
 from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants
 from gfssm.tasks.dna.vep.metrics import summarize, summary_table
-from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows
+from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows, region_streams
 from gfssm.tasks.jobs import BatchJob, Log, WorkItem
 
 VARIANTS_FILE = "variants.parquet"
@@ -74,13 +74,13 @@ def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict
     coding = [c.positions() for c in cds]
     positions = np.unique(np.concatenate(coding))
     regions = [tuple(r) for r in payload["regions"]]
+    streams = region_streams(genome, contig, regions)
     rows = {
-        "model": model_rows(model, genome, contig, regions, positions),
-        "markov": baseline_rows(markov, genome, contig, regions, positions),
+        "model": model_rows(model, regions, streams, positions),
+        "markov": baseline_rows(markov, regions, streams, positions),
     }
     ahead = {}
     if payload.get("codon", True):
-        streams = region_streams(genome, contig, regions)
         ahead["model"] = model_look_ahead(model, cds, regions, streams)
         ahead["markov"] = markov_look_ahead(markov, cds, regions, streams)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("cds", "position", "ref", "alt")}

@@ -30,22 +30,21 @@ LOG2E = 1.0 / np.log(2.0)
 
 def _stream(
     model: GFSSMForCausalLM,
-    tokens_of: Callable[[int, int], np.ndarray],
-    length: int,
+    tokens: np.ndarray,
     piece_length: int,
     on_piece: Callable[[np.ndarray, np.ndarray], None],
 ) -> None:
-    """Feed stream positions ``[0, length)`` through the model in pieces, its streaming
-    cache carrying the state (as ``gfssm score genome`` does); call ``on_piece(positions,
+    """Feed a stream's ``tokens`` (L,) through the model in pieces, its streaming cache
+    carrying the state (as ``gfssm score genome`` does); call ``on_piece(positions,
     rows)`` with the four-base log2 prediction (n, 4) of each position from everything
     before it in the stream (NaN for position 0, which has no context). Unlike the
     genome scorer, which keeps the true base's probability only, this keeps all four."""
     device = next(model.parameters()).device
     cache = model.allocate_cache(1, device=device)
     carry = np.full((1, N_BASES), np.nan, np.float32)  # the prediction of the next position
-    for pos in range(0, length, piece_length):
-        stop = min(length, pos + piece_length)
-        ids = torch.from_numpy(tokens_of(pos, stop)).to(device)[None]
+    for pos in range(0, tokens.size, piece_length):
+        stop = min(tokens.size, pos + piece_length)
+        ids = torch.from_numpy(tokens[pos:stop]).to(device)[None]
         logp = base_log_probs(model(ids, cache=cache))[0].float().cpu().numpy() * LOG2E
         on_piece(np.arange(pos, stop), np.concatenate([carry, logp[:-1]]))
         carry = logp[-1:]
@@ -87,28 +86,35 @@ class _Collector:
         self.rows[idx[hit]] = rows[hit]
 
 
+Streams = list[tuple[np.ndarray, np.ndarray]]
+
+
+def region_streams(genome: Genome, contig: str, regions: list[tuple[int, int]]) -> Streams:
+    """Each region's tokens (L,) on the + strand and reverse-complemented, read once for
+    every scorer of a work item."""
+    streams = []
+    for start, end in regions:
+        forward = genome.tokens(contig, start, end)[0]
+        streams.append((forward, reverse_complement(forward)))
+    return streams
+
+
 @torch.inference_mode()
 def model_rows(
     model: GFSSMForCausalLM,
-    genome: Genome,
-    contig: str,
     regions: list[tuple[int, int]],
+    streams: Streams,
     positions: np.ndarray,
     piece_length: int = 65536,
 ) -> BaseRows:
     """The model's four-base rows at ``positions`` (sorted, unique, inside ``regions``):
-    each region streamed forward and, reverse-complemented, backward."""
+    each region streamed forward and, reverse-complemented, backward (``streams``, from
+    :func:`region_streams`)."""
     was_training = model.training
     model.eval()
     forward, reverse = _Collector(positions), _Collector(positions)
     try:
-        for start, end in regions:
-
-            def forward_tokens(a: int, b: int, first: int = start) -> np.ndarray:
-                return genome.tokens(contig, first + a, first + b)[0]
-
-            def rc_tokens(a: int, b: int, top: int = end) -> np.ndarray:
-                return reverse_complement(genome.tokens(contig, top - b, top - a)[0])
+        for (start, end), (plus, minus) in zip(regions, streams):
 
             def keep_forward(s: np.ndarray, rows: np.ndarray, first: int = start) -> None:
                 forward.keep(first + s, rows)
@@ -118,8 +124,8 @@ def model_rows(
                 # column c predicts the complement 3 - c: reversed columns are + strand bases
                 reverse.keep(top - 1 - s, rows[:, ::-1])
 
-            _stream(model, forward_tokens, end - start, piece_length, keep_forward)
-            _stream(model, rc_tokens, end - start, piece_length, keep_reverse)
+            _stream(model, plus, piece_length, keep_forward)
+            _stream(model, minus, piece_length, keep_reverse)
     finally:
         model.train(was_training)
     return _combine(forward.rows, reverse.rows)
@@ -134,18 +140,15 @@ def markov_log2_rows(markov: MarkovModel, tokens: np.ndarray, at: np.ndarray) ->
 
 def baseline_rows(
     markov: MarkovModel,
-    genome: Genome,
-    contig: str,
     regions: list[tuple[int, int]],
+    streams: Streams,
     positions: np.ndarray,
 ) -> BaseRows:
     """The Markov baseline's four-base rows at ``positions``, both strands, the same
     regions (context never reaches before a region's start on either strand)."""
     forward, reverse = _Collector(positions), _Collector(positions)
     lead = markov.order
-    for start, end in regions:
-        tokens = genome.tokens(contig, start, end)[0]
-        rc = reverse_complement(tokens)
+    for (start, end), (tokens, rc) in zip(regions, streams):
         for strand_tokens, collector, is_rc in ((tokens, forward, False), (rc, reverse, True)):
             for a in range(0, tokens.size, MARKOV_PIECE):
                 b = min(tokens.size, a + MARKOV_PIECE)

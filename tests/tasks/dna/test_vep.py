@@ -287,13 +287,15 @@ def test_model_rows_are_both_strands_of_one_plain_forward_pass(phix, tiny_config
     from gfssm.tasks.dna import Genome
     from gfssm.tasks.dna.objective import base_log_probs
     from gfssm.tasks.dna.tokens import reverse_complement
-    from gfssm.tasks.dna.vep.scores import model_rows
+    from gfssm.tasks.dna.vep.scores import model_rows, region_streams
 
     model = GFSSMForCausalLM(tiny_config).eval()
     genome = Genome(phix, cache_dir=phix.parent / "cache")
     contig, (a, b) = "NC_001422.1", (100, 400)
     positions = np.arange(150, 350)
-    rows = model_rows(model, genome, contig, [(a, b)], positions, piece_length=64)
+    rows = model_rows(
+        model, [(a, b)], region_streams(genome, contig, [(a, b)]), positions, piece_length=64
+    )
     tokens = genome.tokens(contig, a, b)[0]
     with torch.no_grad():
         fwd = base_log_probs(model(torch.from_numpy(tokens)[None]))[0].numpy() / np.log(2)

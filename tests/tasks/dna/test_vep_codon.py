@@ -18,9 +18,9 @@ from gfssm.tasks.dna.vep.codon import (
     markov_look_ahead,
     model_look_ahead,
     plan_lanes,
-    region_streams,
 )
 from gfssm.tasks.dna.vep.job import cds_regions
+from gfssm.tasks.dna.vep.scores import region_streams
 
 PHIX = "phiX174_NC_001422.gbk"
 CONTIG = "NC_001422.1"
