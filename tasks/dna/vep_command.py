@@ -193,13 +193,14 @@ def make_vep_job(args: argparse.Namespace, base_dir: Path, loaded):
             "contig": contig,
             "cds": [c.to_dict() for c in group],
             "regions": [list(r) for r in cds_regions(group, genome.lengths[contig], args.flank)],
-            "codon": not args.no_codon_score,
         }
         for contig, cds in by_contig.items()
         for group in cds_groups(cds)
     ]
     out = output_folder(args.out, base_dir)
-    return VepJob(genome, annotation, fasta, out, items, markov, args.flank, notes)
+    return VepJob(
+        genome, annotation, fasta, out, items, markov, args.flank, not args.no_codon_score, notes
+    )
 
 
 def vep_command() -> TaskCommand:

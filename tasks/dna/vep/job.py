@@ -65,7 +65,9 @@ def cds_regions(cds: list[Cds], length: int, flank: int) -> list[tuple[int, int]
     return [(a, b) for a, b in merged]
 
 
-def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+def score_contig(
+    model, markov, genome: Genome, payload: dict[str, Any], codon: bool = True
+) -> dict[str, np.ndarray]:
     """Every SNV of the contig's CDS with both scores; entropies of every coding base."""
     contig = payload["contig"]
     cds = [Cds.from_dict(c) for c in payload["cds"]]
@@ -80,7 +82,7 @@ def score_contig(model, markov, genome: Genome, payload: dict[str, Any]) -> dict
         "markov": baseline_rows(markov, regions, streams, positions),
     }
     ahead = {}
-    if payload.get("codon", True):
+    if codon:
         ahead["model"] = model_look_ahead(model, cds, regions, streams)
         ahead["markov"] = markov_look_ahead(markov, cds, regions, streams)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("cds", "position", "ref", "alt")}
@@ -128,6 +130,7 @@ class VepJob(BatchJob):
     items: list[dict[str, Any]]
     markov_settings: DnaSettings
     flank: int
+    codon: bool = True  # also the codon score
     notes: list[str] = field(default_factory=list)
 
     unit = "base"
@@ -148,7 +151,7 @@ class VepJob(BatchJob):
             "fasta": file_identity(self.fasta),
             "items": [[item["contig"], len(item["cds"])] for item in self.items],
             "flank": self.flank,
-            "codon_score": all(item.get("codon", True) for item in self.items),
+            "codon_score": self.codon,
             "markov": self.markov_settings.model_dump(mode="json"),
         }
 
@@ -165,7 +168,7 @@ class VepJob(BatchJob):
         markov = DnaData(self.markov_settings).markov  # once per actor
 
         def work(payload: dict[str, Any]) -> bytes:
-            return npz_bytes(**score_contig(model, markov, genome, payload))
+            return npz_bytes(**score_contig(model, markov, genome, payload, self.codon))
 
         return work
 
@@ -193,6 +196,7 @@ class VepJob(BatchJob):
             offset += len(cds)
         cds_of = np.concatenate(cds_index)
         bases = pa.array(list("ACGT"))
+        codon_scores = {s: merged[f"{s}_codon_score"] for s in ("model", "markov") if self.codon}
 
         def dictionary(indices: np.ndarray, values: list[str] | pa.Array) -> pa.Array:
             return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(values))
@@ -211,11 +215,7 @@ class VepJob(BatchJob):
                 "alt_aa": pa.array(merged["alt_aa"].view("S1").astype(str)),
                 "model_score": pa.array(merged["model_score"]),
                 "markov_score": pa.array(merged["markov_score"]),
-                **{
-                    f"{s}_codon_score": pa.array(merged[f"{s}_codon_score"])
-                    for s in ("model", "markov")
-                    if f"{s}_codon_score" in merged
-                },
+                **{f"{s}_codon_score": pa.array(v) for s, v in codon_scores.items()},
             }
         )
         self.out.mkdir(parents=True, exist_ok=True)
@@ -228,11 +228,7 @@ class VepJob(BatchJob):
             merged["base_codon_pos"],
             {s: merged[f"{s}_entropy"] for s in ("model", "markov")},
             strata=substitution_strata(merged, np.array([s == "-" for s in strands])[cds_of]),
-            codon_scores={
-                s: merged[f"{s}_codon_score"]
-                for s in ("model", "markov")
-                if f"{s}_codon_score" in merged
-            },
+            codon_scores=codon_scores,
         )
         summary.update(
             annotation=str(self.annotation),

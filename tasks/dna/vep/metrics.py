@@ -156,9 +156,9 @@ def summary_table(summary: dict[str, Any]) -> str:
             + "".join(f"{_fmt(v, 3):>10}" for v in row)
         )
     for kind in ("", "_codon"):
+        if f"mean{kind}_score" not in summary:
+            continue
         for name in ("synonymous", "missense", "stop_gained"):
-            if f"mean{kind}_score" not in summary:
-                continue
             row = [summary[f"mean{kind}_score"][s][name] for s in SCORERS]
             label = f"mean{kind.replace('_', ' ')} score, {name.replace('_', ' ')} (bits)"
             lines.append(f"{label:46}" + "".join(f"{_fmt(v, 3):>10}" for v in row))
