@@ -196,7 +196,8 @@ class VepJob(BatchJob):
             offset += len(cds)
         cds_of = np.concatenate(cds_index)
         bases = pa.array(list("ACGT"))
-        codon_scores = {s: merged[f"{s}_codon_score"] for s in ("model", "markov") if self.codon}
+        scorers = ("model", "markov") if self.codon else ()
+        codon_scores = {s: merged[f"{s}_codon_score"] for s in scorers}
 
         def dictionary(indices: np.ndarray, values: list[str] | pa.Array) -> pa.Array:
             return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(values))
