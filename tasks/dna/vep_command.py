@@ -23,7 +23,9 @@ DESCRIPTION = (
     "the model and the order-k Markov baseline as log2 P(alt) - log2 P(ref) at its "
     "position, averaged over both strands (a damaging change should score lower), and with "
     "a codon score: that plus the change's effect on the predictions of the rest of its "
-    "codon on each strand. Reports "
+    "codon on each strand, and with an amino-acid score: log2 P(alt amino acid) - log2 "
+    "P(ref amino acid), each the sum of its codons' probabilities at the codon (0 for a "
+    "synonymous change). Reports "
     "the AUROC of stop_gained vs synonymous and missense vs synonymous for each, and the "
     "mean entropy at codon positions 1, 2, 3. Only contigs the model never trained on are "
     "evaluated: by default the model's held-out contigs (task.val_contigs). Writes "
@@ -61,9 +63,10 @@ def add_vep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-codon-score",
         action="store_true",
-        help="score each change at its position only; by default a codon score is also "
-        "reported: the position score plus the change's effect on the predictions of the "
-        "rest of its codon, on each strand (several times the time of the position score)",
+        help="score each change at its position only; by default a codon score and an "
+        "amino-acid score are also reported: the position score plus the change's effect "
+        "on the predictions of the rest of its codon, and the change in the probability of "
+        "the codon's amino acid, on each strand (many times the time of the position score)",
     )
     parser.add_argument(
         "--markov-order",

@@ -38,6 +38,14 @@ def amino_acids(table: int) -> np.ndarray:
     return out
 
 
+def uniform_aa_score(table: int, ref_aa: np.ndarray, alt_aa: np.ndarray) -> np.ndarray:
+    """The amino-acid score of a scorer that finds all 64 codons equally likely:
+    log2(codons of alt_aa / codons of ref_aa) (letters as uint8, stop ``*``), the part of
+    an amino-acid score that the genetic code alone explains."""
+    counts = np.bincount(amino_acids(table), minlength=256)
+    return np.log2(counts[alt_aa] / counts[ref_aa]).astype(np.float32)
+
+
 @dataclass
 class CdsVariants:
     """The 3 alternative bases at every coding base of one CDS, flattened (3 * n rows).

@@ -11,6 +11,7 @@ every variant and the summary.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ from gfssm.tasks.dna.genome import Genome
 from gfssm.tasks.dna.jobs.common import file_identity, npz_arrays, npz_bytes
 from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.vep.cds import Cds
-from gfssm.tasks.dna.vep.codon import markov_look_ahead, model_look_ahead
-from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants
+from gfssm.tasks.dna.vep.codon import markov_codon_scores, model_codon_scores
+from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants, uniform_aa_score
 from gfssm.tasks.dna.vep.metrics import summarize, summary_table
 from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows, region_streams
 from gfssm.tasks.jobs import BatchJob, Log, WorkItem
@@ -83,14 +84,14 @@ def score_contig(
     }
     ahead = {}
     if codon:
-        ahead["model"] = model_look_ahead(model, cds, regions, streams)
-        ahead["markov"] = markov_look_ahead(markov, cds, regions, streams)
+        ahead["model"] = model_codon_scores(model, cds, regions, streams)
+        ahead["markov"] = markov_codon_scores(markov, cds, regions, streams)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("cds", "position", "ref", "alt")}
     out.update({k: [] for k in ("codon_pos", "effect", "ref_aa", "alt_aa", "base_codon_pos")})
     for name in rows:
         out[f"{name}_score"], out[f"{name}_entropy"] = [], []
     for name in ahead:
-        out[f"{name}_codon_score"] = []
+        out[f"{name}_codon_score"], out[f"{name}_aa_score"] = [], []
     for number, (v, bases) in enumerate(zip(variants, coding)):
         idx = np.searchsorted(positions, v.position)
         for name, r in rows.items():
@@ -100,8 +101,10 @@ def score_contig(
             out[f"{name}_score"].append((alt - ref).astype(np.float32))
             if name in ahead:  # + the look-ahead over the codon, averaged over the strands
                 coding = np.arange(v.position.size) // 3
-                look = ahead[name][number][:, coding, v.alt].mean(axis=0)
+                look = ahead[name].look_ahead[number][:, coding, v.alt].mean(axis=0)
                 out[f"{name}_codon_score"].append((alt - ref + look).astype(np.float32))
+                amino = ahead[name].amino_acid[number][:, coding, v.alt]
+                out[f"{name}_aa_score"].append(_strand_mean(amino))
             base_idx = np.searchsorted(positions, bases)
             out[f"{name}_entropy"].append(r.entropy_bits[base_idx].astype(np.float32))
         out["cds"].append(np.full(v.position.size, number, np.int32))
@@ -109,6 +112,14 @@ def score_contig(
             out[key].append(getattr(v, key))
         out["base_codon_pos"].append(np.tile(np.arange(1, 4, dtype=np.uint8), bases.size // 3))
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _strand_mean(values: np.ndarray) -> np.ndarray:
+    """(2, m) -> (m,): the mean of the strands that have a value (a stream's first base
+    has no prediction on that strand)."""
+    with warnings.catch_warnings():  # all-NaN: neither strand (stays NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=0).astype(np.float32)
 
 
 def substitution_strata(merged: dict[str, np.ndarray], minus: np.ndarray) -> np.ndarray:
@@ -152,6 +163,7 @@ class VepJob(BatchJob):
             "items": [[item["contig"], len(item["cds"])] for item in self.items],
             "flank": self.flank,
             "codon_score": self.codon,
+            "amino_acid_score": self.codon,
             "markov": self.markov_settings.model_dump(mode="json"),
         }
 
@@ -198,6 +210,12 @@ class VepJob(BatchJob):
         bases = pa.array(list("ACGT"))
         scorers = ("model", "markov") if self.codon else ()
         codon_scores = {s: merged[f"{s}_codon_score"] for s in scorers}
+        aa_scores = {s: merged[f"{s}_aa_score"] for s in scorers}
+        tables = np.array([c["table"] for item in self.items for c in item["cds"]])[cds_of]
+        uniform = np.empty(tables.size, np.float32)
+        for table_id in np.unique(tables):
+            at = tables == table_id
+            uniform[at] = uniform_aa_score(table_id, merged["ref_aa"][at], merged["alt_aa"][at])
 
         def dictionary(indices: np.ndarray, values: list[str] | pa.Array) -> pa.Array:
             return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(values))
@@ -217,6 +235,7 @@ class VepJob(BatchJob):
                 "model_score": pa.array(merged["model_score"]),
                 "markov_score": pa.array(merged["markov_score"]),
                 **{f"{s}_codon_score": pa.array(v) for s, v in codon_scores.items()},
+                **{f"{s}_aa_score": pa.array(v) for s, v in aa_scores.items()},
             }
         )
         self.out.mkdir(parents=True, exist_ok=True)
@@ -230,6 +249,8 @@ class VepJob(BatchJob):
             {s: merged[f"{s}_entropy"] for s in ("model", "markov")},
             strata=substitution_strata(merged, np.array([s == "-" for s in strands])[cds_of]),
             codon_scores=codon_scores,
+            aa_scores=aa_scores,
+            uniform_aa_score=uniform if self.codon else None,
         )
         summary.update(
             annotation=str(self.annotation),

@@ -110,6 +110,8 @@ def summarize(
     entropy: dict[str, np.ndarray],
     strata: np.ndarray | None = None,
     codon_scores: dict[str, np.ndarray] | None = None,
+    aa_scores: dict[str, np.ndarray] | None = None,
+    uniform_aa_score: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The summary of a run: per-class counts and mean scores, the AUROCs of each scorer,
     and the mean entropy (bits) of each scorer at codon positions 1, 2, 3.
@@ -117,12 +119,23 @@ def summarize(
     ``effect``/``scores``/``strata``: one value per variant; ``codon_pos``/``entropy``: one
     per coding base of each CDS. With ``strata``, ``auroc_matched`` holds
     :func:`matched_auroc` too. ``codon_scores`` (the codon score of each scorer) get the
-    same under ``mean_codon_score``, ``auroc_codon`` and ``auroc_codon_matched``."""
+    same under ``mean_codon_score``, ``auroc_codon`` and ``auroc_codon_matched``, and
+    ``aa_scores`` (the amino-acid score) under ``..._aa...``. ``uniform_aa_score`` (the
+    amino-acid score of a scorer that finds every codon equally likely: what the genetic
+    code alone gives) gets ``auroc_aa_uniform``."""
     counts = {name: int((effect == i).sum()) for i, name in enumerate(CLASSES)}
     out: dict[str, Any] = {"counts": counts, "variants": int(effect.size)}
     out.update(_score_summary(effect, scores, strata, ""))
     if codon_scores:
         out.update(_score_summary(effect, codon_scores, strata, "codon"))
+    if aa_scores:
+        out.update(_score_summary(effect, aa_scores, strata, "aa"))
+    if uniform_aa_score is not None:
+        synonymous = uniform_aa_score[effect == SYNONYMOUS]
+        out["auroc_aa_uniform"] = {
+            name: auroc(synonymous, uniform_aa_score[effect == cls])
+            for name, cls in COMPARISONS.items()
+        }
     out["entropy_bits"] = {
         s: {str(k): _mean(entropy[s][codon_pos == k]) for k in (1, 2, 3)} for s in SCORERS
     }
@@ -138,7 +151,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     """The summary as a few aligned lines for the console."""
     lines = ["variants: " + ", ".join(f"{k} {v:,}" for k, v in summary["counts"].items())]
     lines.append(f"{'':46}{'model':>10}{'markov':>10}")
-    for kind, title in (("", "AUROC "), ("_codon", "codon score: AUROC ")):
+    kinds = (("", "AUROC "), ("_codon", "codon score: AUROC "), ("_aa", "amino-acid score: AUROC "))
+    for kind, title in kinds:
         if f"auroc{kind}" not in summary:
             continue
         for name in COMPARISONS:
@@ -155,11 +169,19 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{'mean entropy, codon position ' + k + ' (bits)':46}"
             + "".join(f"{_fmt(v, 3):>10}" for v in row)
         )
-    for kind in ("", "_codon"):
+    for kind in ("", "_codon", "_aa"):
         if f"mean{kind}_score" not in summary:
             continue
         for name in ("synonymous", "missense", "stop_gained"):
             row = [summary[f"mean{kind}_score"][s][name] for s in SCORERS]
             label = f"mean{kind.replace('_', ' ')} score, {name.replace('_', ' ')} (bits)"
             lines.append(f"{label:46}" + "".join(f"{_fmt(v, 3):>10}" for v in row))
+    if "auroc_aa_uniform" in summary:
+        lines.append(
+            "amino-acid score with every codon equally likely (the genetic code alone): AUROC "
+            + ", ".join(
+                f"{name.replace('_', ' ')} {_fmt(value)}"
+                for name, value in summary["auroc_aa_uniform"].items()
+            )
+        )
     return "\n".join(lines)

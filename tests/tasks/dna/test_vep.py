@@ -239,6 +239,37 @@ def test_job_end_to_end(tmp_path, phix, loaded, lambda_text):
         assert (codon - table[f"{scorer}_score"]).abs().max() > 0.01
         assert 0.0 <= summary["auroc_codon"][scorer]["missense_vs_synonymous"] <= 1.0
     assert any("codon score: AUROC missense vs synonymous" in line for line in lines)
+    # the amino-acid score: exactly 0 for a synonymous change (its codons are summed
+    # together), never for a change of amino acid; the genetic code's own reference
+    for scorer in ("model", "markov"):
+        amino = table[f"{scorer}_aa_score"]
+        assert (amino.isna() == table[f"{scorer}_codon_score"].isna()).all()  # joins
+        amino, effect = amino[amino.notna()], table["class"][amino.notna()]
+        assert (amino[effect == "synonymous"] == 0).all()
+        assert (amino[effect.isin(["missense", "stop_gained"])] != 0).all()
+        # so the AUROC is the fraction of damaging changes scored below 0
+        stop_gained = summary["auroc_aa"][scorer]["stop_gained_vs_synonymous"]
+        assert stop_gained == pytest.approx((amino[effect == "stop_gained"] < 0).mean(), abs=1e-9)
+    assert set(summary["auroc_aa_uniform"]) == {
+        "stop_gained_vs_synonymous",
+        "missense_vs_synonymous",
+    }
+    assert any("amino-acid score: AUROC missense vs synonymous" in line for line in lines)
+    assert any("every codon equally likely" in line for line in lines)
+
+
+def test_uniform_aa_score_counts_the_codons_of_each_amino_acid():
+    from gfssm.tasks.dna.vep.effects import uniform_aa_score
+
+    letters = np.frombuffer(b"LMWS*", np.uint8)
+    # standard code: Leu 6 codons, Met 1, Trp 1, Ser 6, stop 3; the bacterial code (11)
+    # has the same counts (it differs in start codons only)
+    for table in (1, 11):
+        got = uniform_aa_score(table, letters[[0, 1, 3, 0]], letters[[1, 2, 0, 4]])
+        np.testing.assert_allclose(got, np.log2([1 / 6, 1 / 1, 6 / 6, 3 / 6]), rtol=1e-6)
+    # the vertebrate mitochondrial code (2): AGA/AGG are stops, TGA is Trp, ATA is Met
+    got = uniform_aa_score(2, letters[[1, 2]], letters[[4, 0]])
+    np.testing.assert_allclose(got, np.log2([4 / 2, 6 / 2]), rtol=1e-6)
 
 
 def test_cds_groups_split_a_contig_in_order_and_keep_every_cds_once(phix):
@@ -263,7 +294,9 @@ def test_no_codon_score_leaves_it_out(tmp_path, phix, loaded):
     assert run_job_inline(job, loaded, lambda line: None) == 0
     table = pq.read_table(tmp_path / "v" / "variants.parquet")
     assert "model_codon_score" not in table.column_names
-    assert "auroc_codon" not in json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert "model_aa_score" not in table.column_names
+    summary = json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert "auroc_codon" not in summary and "auroc_aa" not in summary
 
 
 def test_contigs_the_model_trained_on_are_refused(tmp_path, phix, loaded):

@@ -1,4 +1,5 @@
-"""The codon score's look-ahead against brute force: the mutated region run from scratch."""
+"""The codon score's look-ahead and the amino-acid score against brute force: the mutated
+region run from scratch, and every triplet at a codon run from scratch."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from Bio.Seq import Seq
 
 from gfssm import GFSSMForCausalLM
 from gfssm.tasks.dna import Genome
@@ -15,8 +17,8 @@ from gfssm.tasks.dna.objective import base_log_probs
 from gfssm.tasks.dna.vep import read_genbank_cds
 from gfssm.tasks.dna.vep.codon import (
     LANE_CODONS,
-    markov_look_ahead,
-    model_look_ahead,
+    markov_codon_scores,
+    model_codon_scores,
     plan_lanes,
 )
 from gfssm.tasks.dna.vep.job import cds_regions
@@ -94,7 +96,7 @@ def test_model_look_ahead_equals_running_each_mutated_region(phix_setup, tiny_co
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(2.0)
-    out = model_look_ahead(model, cds, regions, streams, piece_length=512)
+    out = model_codon_scores(model, cds, regions, streams, piece_length=512).look_ahead
 
     def log2p_of(tokens):
         with torch.no_grad():
@@ -117,7 +119,7 @@ def test_markov_look_ahead_equals_scoring_each_mutated_region(phix_setup, lambda
     from gfssm.tasks.dna.tokens import encode
 
     markov = MarkovModel(order=5).fit(encode(lambda_text)[0])
-    out = markov_look_ahead(markov, cds, regions, streams)
+    out = markov_codon_scores(markov, cds, regions, streams).look_ahead
 
     def log2p_of(tokens):
         # row p predicts base p + 1, as the model's rows do
@@ -128,6 +130,99 @@ def test_markov_look_ahead_equals_scoring_each_mutated_region(phix_setup, lambda
         log2p_of, cds, regions, streams, np.random.default_rng(1), n=40
     ):
         assert out[k][strand, coding, alt] == pytest.approx(expected, abs=TOLERANCE[torch.float64])
+        checked += 1
+    assert checked >= 25
+
+
+def _translate(triplet: np.ndarray, coding_strand: bool, table: int) -> str:
+    """The amino acid of a triplet as a strand reads it (reverse-complemented when that
+    strand is not the CDS's)."""
+    text = Seq("".join("ACGT"[b] for b in triplet))
+    return str((text if coding_strand else text.reverse_complement()).translate(table=table))
+
+
+def _amino_acid_brute_force(log2_triplets_of, cds, regions, streams, rng, n):
+    """(expected, cds, strand, coding index, + strand alt) per case: on the strand, log2
+    P(alt amino acid) - log2 P(ref amino acid), P(amino acid) the sum of the probabilities
+    of its codons, each triplet scored from scratch at the codon (Biopython translates)."""
+    starts = np.array([a for a, _ in regions])
+    for k, codon, i, shift, strand in _cases(cds, regions, rng, n):
+        r = int(np.searchsorted(starts, codon.min(), side="right") - 1)
+        first, end = regions[r]
+        tokens = streams[r][strand]
+        index = codon - first if strand == 0 else end - 1 - codon
+        if not (np.sort(index) == index.min() + np.arange(3)).all():
+            continue
+        q0 = int(index.min())
+        triplets = np.stack(np.unravel_index(np.arange(64), (4, 4, 4)), 1)
+        log2p = log2_triplets_of(tokens[:q0], triplets)  # (64,)
+        coding_strand = (strand == 0) == (cds[k].strand > 0)
+        letters = np.array([_translate(t, coding_strand, cds[k].table) for t in triplets])
+        ref = tokens[q0 : q0 + 3].copy()
+        alt = ref.copy()
+        alt[int(index[i]) - q0] = (ref[int(index[i]) - q0] + shift) % 4
+        ref_aa = _translate(ref, coding_strand, cds[k].table)
+        alt_aa = _translate(alt, coding_strand, cds[k].table)
+        expected = np.log2(np.exp2(log2p[letters == alt_aa]).sum()) - np.log2(
+            np.exp2(log2p[letters == ref_aa]).sum()
+        )
+        coding = int(np.flatnonzero(cds[k].positions() == codon[i])[0])
+        plus_alt = alt[int(index[i]) - q0] if strand == 0 else 3 - alt[int(index[i]) - q0]
+        yield expected, k, strand, coding, int(plus_alt), ref_aa == alt_aa
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_model_amino_acid_score_equals_every_triplet_from_scratch(phix_setup, tiny_config, dtype):
+    genome, every = phix_setup
+    cds, regions, streams = streamed(genome, sorted(every, key=lambda c: c.positions().size)[:4])
+    torch.manual_seed(2)
+    model = GFSSMForCausalLM(tiny_config).to(dtype).eval()
+    with torch.no_grad():  # sharper predictions, as in the look-ahead test
+        for p in model.parameters():
+            p.mul_(2.0)
+    out = model_codon_scores(model, cds, regions, streams, piece_length=512).amino_acid
+
+    def log2_triplets_of(prefix, triplets):
+        ids = np.concatenate([np.broadcast_to(prefix, (64, prefix.size)), triplets], 1)
+        with torch.no_grad():
+            logits = model(torch.from_numpy(np.ascontiguousarray(ids)))
+        rows = base_log_probs(logits)[:, prefix.size - 1 : -1].double().numpy() / np.log(2)
+        return np.take_along_axis(rows, triplets[:, :, None], 2)[:, :, 0].sum(1)
+
+    checked = synonymous = 0
+    for expected, k, strand, coding, alt, same in _amino_acid_brute_force(
+        log2_triplets_of, cds, regions, streams, np.random.default_rng(3), n=40
+    ):
+        got = out[k][strand, coding, alt]
+        if same:  # the codons of one amino acid are summed together: exactly 0
+            assert got == 0.0
+            synonymous += 1
+        else:
+            assert abs(got - expected) <= TOLERANCE[dtype], (k, strand, coding, alt)
+        checked += 1
+    assert checked >= 25 and 0 < synonymous < checked
+
+
+def test_markov_amino_acid_score_equals_every_triplet_from_scratch(phix_setup, lambda_text):
+    cds, regions, streams = streamed(*phix_setup)
+    from gfssm.tasks.dna.tokens import encode
+
+    markov = MarkovModel(order=5).fit(encode(lambda_text)[0])
+    out = markov_codon_scores(markov, cds, regions, streams).amino_acid
+
+    def log2_triplets_of(prefix, triplets):
+        # the baseline's context: at most `order` bases, none before the region
+        context = prefix[-markov.order :]
+        at = context.size + np.arange(3)
+        rows = [np.log2(markov.base_probs(np.concatenate([context, t]), at)) for t in triplets]
+        return np.array([r[np.arange(3), t].sum() for r, t in zip(rows, triplets)])
+
+    checked = 0
+    for expected, k, strand, coding, alt, same in _amino_acid_brute_force(
+        log2_triplets_of, cds, regions, streams, np.random.default_rng(4), n=40
+    ):
+        got = out[k][strand, coding, alt]
+        assert got == 0.0 if same else got == pytest.approx(expected, abs=1e-5)
         checked += 1
     assert checked >= 25
 
