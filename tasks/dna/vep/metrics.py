@@ -143,6 +143,10 @@ def summarize(
     return out
 
 
+WIDTH = 52  # the label column of the printed table
+KINDS = {"": "score", "_codon": "codon score", "_aa": "amino-acid score"}
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
@@ -150,32 +154,32 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def summary_table(summary: dict[str, Any]) -> str:
     """The summary as a few aligned lines for the console."""
     lines = ["variants: " + ", ".join(f"{k} {v:,}" for k, v in summary["counts"].items())]
-    lines.append(f"{'':46}{'model':>10}{'markov':>10}")
-    kinds = (("", "AUROC "), ("_codon", "codon score: AUROC "), ("_aa", "amino-acid score: AUROC "))
-    for kind, title in kinds:
+    lines.append(f"{'':{WIDTH}}{'model':>10}{'markov':>10}")
+    for kind, name in KINDS.items():
+        title = f"{name}: AUROC " if kind else "AUROC "
         if f"auroc{kind}" not in summary:
             continue
         for name in COMPARISONS:
             row = [summary[f"auroc{kind}"][s][name] for s in SCORERS]
             label = title + name.replace("_", " ")
-            lines.append(f"{label:46}" + "".join(f"{_fmt(v):>10}" for v in row))
+            lines.append(f"{label:{WIDTH}}" + "".join(f"{_fmt(v):>10}" for v in row))
             if f"auroc{kind}_matched" in summary:
                 row = [summary[f"auroc{kind}_matched"][s][name] for s in SCORERS]
                 label = "  same substitution and codon pos"
-                lines.append(f"{label:46}" + "".join(f"{_fmt(v):>10}" for v in row))
+                lines.append(f"{label:{WIDTH}}" + "".join(f"{_fmt(v):>10}" for v in row))
     for k in ("1", "2", "3"):
         row = [summary["entropy_bits"][s][k] for s in SCORERS]
         lines.append(
-            f"{'mean entropy, codon position ' + k + ' (bits)':46}"
+            f"{'mean entropy, codon position ' + k + ' (bits)':{WIDTH}}"
             + "".join(f"{_fmt(v, 3):>10}" for v in row)
         )
-    for kind in ("", "_codon", "_aa"):
+    for kind, score_name in KINDS.items():
         if f"mean{kind}_score" not in summary:
             continue
         for name in ("synonymous", "missense", "stop_gained"):
             row = [summary[f"mean{kind}_score"][s][name] for s in SCORERS]
-            label = f"mean{kind.replace('_', ' ')} score, {name.replace('_', ' ')} (bits)"
-            lines.append(f"{label:46}" + "".join(f"{_fmt(v, 3):>10}" for v in row))
+            label = f"mean {score_name}, {name.replace('_', ' ')} (bits)"
+            lines.append(f"{label:{WIDTH}}" + "".join(f"{_fmt(v, 3):>10}" for v in row))
     if "auroc_aa_uniform" in summary:
         lines.append(
             "amino-acid score with every codon equally likely (the genetic code alone): AUROC "
