@@ -7,8 +7,9 @@
 #      process, holding out three contigs (470,411 bases, 10.2%): skipped when OUT/train.log
 #      already holds a finished run;
 #   3. `gfssm eval dna-vep` on the held-out contigs: every SNV of their CDS, model vs the
-#      order-k Markov baseline fitted on the training contigs only, by position and codon score
-#      (about 10 minutes on 1 actor; --no-codon-score in the command below: under 2).
+#      order-k Markov baseline fitted on the training contigs only, by position, codon and
+#      amino-acid score (about 13 minutes with 2 actors on 2 cores; --no-codon-score in the
+#      command below, position score only: under 2).
 # Everything goes below OUT (default leptospira-vep, relative to the current folder).
 # Override with environment variables, e.g. MINUTES=5 OUT=lepto scripts/dna_vep_leptospira.sh
 set -euo pipefail
@@ -17,7 +18,7 @@ OUT="${OUT:-leptospira-vep}"
 MINUTES="${MINUTES:-30}"
 STEPS="${STEPS:-2600}"  # the learning-rate schedule's length; the time budget may end it first
 THREADS="${THREADS:-2}"  # on cores shared with other work, THREADS=1 is faster (README: Threads)
-ACTORS="${ACTORS:-1}"
+ACTORS="${ACTORS:-2}"  # one per core
 HELD_OUT="[NZ_AHMY02000016.1,NZ_AHMY02000034.1,NZ_AHMY02000067.1]"
 DATA="$OUT/data"
 GENBANK="$DATA/test.gbk.gz"

@@ -15,8 +15,9 @@ the genome would judge the mutated sequence.
 Each codon of each CDS is visited on both strands, in the order that strand reads it:
 *lanes* are runs of consecutive codons of one CDS on one strand; a lane starts from the
 streaming state at its first codon (one pass over the region, as the position score makes)
-and moves codon by codon, and at every codon :meth:`GFSSMForCausalLM.fork` evaluates the
-reference and the six changes of its first two bases from that state without copying it.
+and moves codon by codon, and at every codon :meth:`GFSSMForCausalLM.fork` evaluates all
+sixteen pairs of first two bases (the reference's and its six single changes among them)
+from that state without copying it.
 The Markov baseline gets the same look-ahead from its counts. A codon whose bases are not
 adjacent on the contig (a CDS join inside it) has no codon score (NaN).
 
