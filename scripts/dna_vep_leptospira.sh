@@ -8,7 +8,7 @@
 #      already holds a finished run;
 #   3. `gfssm eval dna-vep` on the held-out contigs: every SNV of their CDS, model vs the
 #      order-k Markov baseline fitted on the training contigs only, by position, codon and
-#      amino-acid score (about 13 minutes with 2 actors on 2 cores; --no-codon-score in the
+#      amino-acid score (about 8 minutes with 2 actors on 2 cores; --no-codon-score in the
 #      command below, position score only: under 2).
 # Everything goes below OUT (default leptospira-vep, relative to the current folder).
 # Override with environment variables, e.g. MINUTES=5 OUT=lepto scripts/dna_vep_leptospira.sh
