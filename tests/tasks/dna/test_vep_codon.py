@@ -45,31 +45,27 @@ def streamed(genome, cds):
     return cds, regions, region_streams(genome, CONTIG, regions)
 
 
-def _cases(cds, regions, rng, n):
-    """Random (cds, codon, base of the codon in reading order, + strand alt, strand)."""
+def _cases(cds, regions, streams, rng, n):
+    """Random codons whose bases are adjacent (a CDS join gives no codon score): (cds,
+    codon, base of the codon in reading order, + strand alt shift, strand, that strand's
+    stream tokens, the codon's indices in them)."""
+    starts = np.array([a for a, _ in regions])
     for _ in range(n):
         k = int(rng.integers(len(cds)))
         codons = cds[k].positions().reshape(-1, 3)
-        yield (
-            k,
-            codons[int(rng.integers(len(codons)))],
-            int(rng.integers(3)),
-            int(rng.integers(1, 4)),
-            int(rng.integers(2)),
-        )
+        codon = codons[int(rng.integers(len(codons)))]
+        i, shift, strand = int(rng.integers(3)), int(rng.integers(1, 4)), int(rng.integers(2))
+        r = int(np.searchsorted(starts, codon.min(), side="right") - 1)
+        first, end = regions[r]
+        index = codon - first if strand == 0 else end - 1 - codon
+        if (np.sort(index) == index.min() + np.arange(3)).all():
+            yield k, codon, i, shift, strand, streams[r][strand], index
 
 
 def _brute_force(log2p_of, cds, regions, streams, rng, n=24):
     """(expected, coding index, + strand alt) per case: the later bases of the codon on the
     strand, their log2 P in the mutated stream minus in the reference stream."""
-    starts = np.array([a for a, _ in regions])
-    for k, codon, i, shift, strand in _cases(cds, regions, rng, n):
-        r = int(np.searchsorted(starts, codon.min(), side="right") - 1)
-        first, end = regions[r]
-        tokens = streams[r][strand]
-        index = codon - first if strand == 0 else end - 1 - codon
-        if not (np.sort(index) == index.min() + np.arange(3)).all():
-            continue  # not adjacent on the contig: no codon score
+    for k, codon, i, shift, strand, tokens, index in _cases(cds, regions, streams, rng, n):
         q = int(index[i])
         alt = (tokens[q] + shift) % 4
         mutated = tokens.copy()
@@ -145,14 +141,7 @@ def _amino_acid_brute_force(log2_triplets_of, cds, regions, streams, rng, n):
     """(expected, cds, strand, coding index, + strand alt) per case: on the strand, log2
     P(alt amino acid) - log2 P(ref amino acid), P(amino acid) the sum of the probabilities
     of its codons, each triplet scored from scratch at the codon (Biopython translates)."""
-    starts = np.array([a for a, _ in regions])
-    for k, codon, i, shift, strand in _cases(cds, regions, rng, n):
-        r = int(np.searchsorted(starts, codon.min(), side="right") - 1)
-        first, end = regions[r]
-        tokens = streams[r][strand]
-        index = codon - first if strand == 0 else end - 1 - codon
-        if not (np.sort(index) == index.min() + np.arange(3)).all():
-            continue
+    for k, codon, i, shift, strand, tokens, index in _cases(cds, regions, streams, rng, n):
         q0 = int(index.min())
         triplets = np.stack(np.unravel_index(np.arange(64), (4, 4, 4)), 1)
         log2p = log2_triplets_of(tokens[:q0], triplets)  # (64,)
