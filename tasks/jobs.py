@@ -87,6 +87,12 @@ class BatchJob(abc.ABC):
         """Merge the results (``results(key)`` for every planned key) into the outputs and
         say where they are; returns the command's exit code. Must be safe to rerun."""
 
+    def metrics(self) -> dict[str, float]:
+        """After :meth:`finish`: the numbers to record beside the model in MLflow (flat
+        names, ``/`` between levels), e.g. an evaluation's scores; none for a job that only
+        writes outputs."""
+        return {}
+
 
 @dataclass(frozen=True)
 class TaskCommand:

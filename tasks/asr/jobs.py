@@ -15,6 +15,7 @@ for another format later writes it from the finished shards without decoding aga
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -234,9 +235,13 @@ class EvalAsrJob(_UtteranceGroupsJob):
     task's single-process evaluation; per-utterance rows go to ``out``."""
 
     data: str = ""
+    summary_numbers: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     unit = "utt"
     description = "evaluating"
+
+    def metrics(self) -> dict[str, float]:
+        return self.summary_numbers
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -283,6 +288,11 @@ class EvalAsrJob(_UtteranceGroupsJob):
         if failed:
             log(f"{len(failed)} utterance(s) could not be read and are not counted:")
             _show_failures(failed, self.out, log)
+        self.summary_numbers = {
+            k: float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         log(json.dumps(summary))
         return 0 if summary["utterances"] else 1
 

@@ -25,7 +25,7 @@ from gfssm.tasks.dna.settings import DnaSettings
 from gfssm.tasks.dna.vep.cds import Cds
 from gfssm.tasks.dna.vep.codon import markov_codon_scores, model_codon_scores
 from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants, uniform_aa_score
-from gfssm.tasks.dna.vep.metrics import summarize, summary_table
+from gfssm.tasks.dna.vep.metrics import summarize, summary_metrics, summary_table
 from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows, region_streams
 from gfssm.tasks.jobs import BatchJob, Log, WorkItem
 
@@ -143,6 +143,7 @@ class VepJob(BatchJob):
     flank: int
     codon: bool = True  # also the codon score
     notes: list[str] = field(default_factory=list)
+    summary_numbers: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     unit = "base"
     description = "scoring CDS variants"
@@ -172,6 +173,9 @@ class VepJob(BatchJob):
 
     def summary(self) -> str | None:
         return "; ".join(self.notes) or None
+
+    def metrics(self) -> dict[str, float]:
+        return self.summary_numbers
 
     def make_worker(self, loaded) -> Callable[[dict[str, Any]], bytes]:
         from gfssm.tasks.dna.task_data import DnaData
@@ -260,6 +264,7 @@ class VepJob(BatchJob):
             notes=self.notes,
         )
         (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        self.summary_numbers = summary_metrics(summary)
         log(summary_table(summary))
         log(
             f"table: {table_path} ({table.num_rows:,} variants)\nsummary: {self.out / SUMMARY_FILE}"

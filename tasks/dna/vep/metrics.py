@@ -143,6 +143,26 @@ def summarize(
     return out
 
 
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The summary's numbers under flat names for MLflow (``auroc_aa/model/
+    missense_vs_synonymous``, ``counts/missense``, ``entropy_bits/model/3``); values that
+    are missing (None, NaN) and anything not a number are left out."""
+    out: dict[str, float] = {}
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, f"{name}/{key}")
+        elif (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ):
+            out[name] = float(value)
+
+    for key, value in summary.items():
+        walk(value, key)
+    return out
+
+
 WIDTH = 52  # the label column of the printed table
 KINDS = {"": "score", "_codon": "codon score", "_aa": "amino-acid score"}
 

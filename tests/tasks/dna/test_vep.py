@@ -255,6 +255,20 @@ def test_job_end_to_end(tmp_path, phix, loaded, lambda_text):
         "missense_vs_synonymous",
     }
     assert any("amino-acid score: AUROC missense vs synonymous" in line for line in lines)
+    # the numbers pipelines record in MLflow: flat names, every AUROC among them
+    recorded = job.metrics()
+    assert recorded["auroc_aa/model/missense_vs_synonymous"] == pytest.approx(
+        summary["auroc_aa"]["model"]["missense_vs_synonymous"]
+    )
+    assert recorded["auroc_aa_uniform/stop_gained_vs_synonymous"] == pytest.approx(
+        summary["auroc_aa_uniform"]["stop_gained_vs_synonymous"]
+    )
+    assert recorded["counts/missense"] == summary["counts"]["missense"]
+    assert recorded["entropy_bits/markov/3"] == pytest.approx(
+        summary["entropy_bits"]["markov"]["3"]
+    )
+    aurocs = [k for k, v in summary.items() if k.startswith("auroc")]
+    assert len([k for k in recorded if k.split("/")[0] in aurocs]) == 2 * 2 * 6 + 2
     assert any("every codon equally likely" in line for line in lines)
 
 
