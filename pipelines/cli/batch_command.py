@@ -7,6 +7,7 @@ lists the installed tasks' commands under its own name.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,4 +70,31 @@ def run_batch_job(args: argparse.Namespace, task, spec) -> int:
             if dashboard:
                 say(f"Ray dashboard: {dashboard}")
 
-        return run_job(job, model_dir, pool=pool, connect=connect, log=say)
+        code = run_job(job, model_dir, pool=pool, connect=connect, log=say)
+    metrics = job.metrics()
+    if code == 0 and metrics:
+        _record(args, f"{spec.command} {spec.name or ''}".strip(), metrics)
+    return code
+
+
+def _record(args: argparse.Namespace, command: str, metrics: dict[str, float]) -> None:
+    """The evaluation's numbers as a child of the model's MLflow run, when ``--model`` came
+    from one; a line on stderr either way (stdout's last line may be a JSON summary)."""
+    from gfssm.pipelines.evaluation_runs import model_run_id, record_evaluation
+    from gfssm.pipelines.tracking import tracking_client
+
+    try:
+        client = tracking_client(args.tracking_uri)
+        model_run = model_run_id(client, args.model)
+        if model_run is None:
+            return  # a model folder: no run to attach the numbers to
+        run_id = record_evaluation(client, model_run, command, args, metrics)
+    except Exception as err:  # the outputs are written; only the record is missing
+        print(f"gfssm {command}: not recorded in MLflow: {err}", file=sys.stderr, flush=True)
+        return
+    print(
+        f"recorded in MLflow: run {run_id} ({command}, {len(metrics)} metrics) under the "
+        f"model's run {model_run} at {client.tracking_uri}",
+        file=sys.stderr,
+        flush=True,
+    )

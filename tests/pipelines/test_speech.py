@@ -124,8 +124,9 @@ def test_evaluation_on_ray_equals_the_single_process_path(
         "0.5",
     ]
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    printed, errors = capsys.readouterr()
     got = json.loads(printed.strip().splitlines()[-1])
+    assert "MLflow" not in errors  # a model folder: no run to record the numbers under
     expected = evaluate_manifest(
         load_model(asr_model_dir).model,
         manifest,
@@ -196,6 +197,25 @@ def test_asr_trains_through_the_cli_and_its_mlflow_model_transcribes(
     assert list(got.columns) == ["text"]
     best = load_model(client.download_artifacts(run_id, "best_checkpoint")).model
     assert got["text"][0] == transcribe_file(best, cards).text
+
+    # evaluating the run's model records the numbers as a child of the training run
+    args = ["eval", "asr", "--model", run_id, "--manifest", "real.jsonl", "--out", "rows.jsonl"]
+    args += ["--tracking-uri", tracking_uri, "--cpus-per-actor", "0.5"]
+    assert main(args) == 0
+    printed, errors = capsys.readouterr()
+    summary = json.loads(printed.strip().splitlines()[-1])
+    child = re.search(r"recorded in MLflow: run ([0-9a-f]{32}) \(eval asr, ", errors).group(1)
+    evaluation = client.get_run(child)
+    assert evaluation.info.status == "FINISHED" and evaluation.info.run_name == "eval asr"
+    assert evaluation.info.experiment_id == client.get_run(run_id).info.experiment_id
+    tags = evaluation.data.tags
+    assert tags["mlflow.parentRunId"] == run_id == tags["gfssm.evaluates"]
+    assert tags["gfssm.kind"] == "eval" and tags["gfssm.task"] == "asr"
+    for key in ("wer", "cer", "utterances", "real_time_factor"):
+        assert evaluation.data.metrics[key] == pytest.approx(summary[key]), key
+    assert evaluation.data.params["manifest"] == "real.jsonl"
+    assert main(["runs", "list", "--tracking-uri", tracking_uri]) == 0
+    assert "└ eval asr" in capsys.readouterr().out
 
 
 @pytest.mark.slow
