@@ -79,7 +79,10 @@ def run_batch_job(args: argparse.Namespace, task, spec) -> int:
 
 def _record(args: argparse.Namespace, command: str, metrics: dict[str, float]) -> None:
     """The evaluation's numbers as a child of the model's MLflow run, when ``--model`` came
-    from one; a line on stderr either way (stdout's last line may be a JSON summary)."""
+    from one (not a folder); one line on stderr, whether it was recorded or not (stdout's
+    last line may be a JSON summary)."""
+    if (base_dir() / Path(args.model).expanduser()).exists():
+        return  # a model folder: no run to attach the numbers to
     from gfssm.pipelines.evaluation_runs import model_run_id, record_evaluation
     from gfssm.pipelines.tracking import tracking_client
 
