@@ -1,16 +1,14 @@
 """Which MLflow run an evaluation is recorded under, for every form ``--model`` takes,
-against a real sqlite tracking store with a registered model version and an alias; the
-record itself in sqlite and over HTTP to a real ``mlflow server``."""
+against a real sqlite tracking store with a registered model version and an alias, and
+the record itself (over HTTP to a real ``mlflow server``: ``test_runs.py``)."""
 
 from __future__ import annotations
 
 import argparse
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from gfssm.pipelines.evaluation_runs import model_run_id, record_evaluation
-from gfssm.pipelines.tracking import create_run, finish_run, run_tags, tracking_client
 
 
 def test_model_run_id_for_each_form_of_model_reference(tracking_uri, tmp_path):
@@ -47,17 +45,3 @@ def test_record_evaluation_is_a_finished_child_in_the_model_runs_experiment(trac
     assert child.data.metrics == metrics
     # options as params: unset ones and the handler left out
     assert child.data.params == {"model": model_run, "manifest": "set.jsonl"}
-
-
-@pytest.mark.slow
-def test_record_evaluation_over_http(mlflow_server):
-    client = tracking_client(mlflow_server)
-    tags = run_tags(task="dna", preset="ecoli15", model_preset="gfssm", kind="train")
-    model_run = create_run(client, experiment="http-eval", run_name="trained", tags=tags)
-    finish_run(client, model_run)
-    args = argparse.Namespace(model=model_run, genbank="genome.gbk.gz")
-    child = record_evaluation(client, model_run, "eval dna-vep", args, {"auroc/model/x": 0.75})
-    run = tracking_client(mlflow_server).get_run(child)
-    assert run.info.status == "FINISHED" and run.data.metrics == {"auroc/model/x": 0.75}
-    assert run.data.tags["mlflow.parentRunId"] == model_run
-    assert run.data.tags["gfssm.preset"] == "ecoli15"  # taken from the model's run

@@ -1,12 +1,16 @@
 """``gfssm runs`` against a real ``mlflow server`` on 127.0.0.1: runs logged over HTTP with
-the pipeline's own tracking helpers are read back as tables."""
+the pipeline's own tracking helpers are read back as tables; an evaluation is recorded
+under its model's run over HTTP."""
 
 from __future__ import annotations
+
+import argparse
 
 import pytest
 
 from gfssm.pipelines.cli import main
 from gfssm.pipelines.errors import TrackingError
+from gfssm.pipelines.evaluation_runs import record_evaluation
 from gfssm.pipelines.tracking import (
     check_tracking_uri,
     create_run,
@@ -57,6 +61,20 @@ def test_runs_logged_over_http_are_listed_shown_and_compared(mlflow_server, caps
 
     assert main(["runs", "list", "--experiment", "nope", "--tracking-uri", mlflow_server]) == 2
     assert "no experiment 'nope'; experiments:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_record_evaluation_over_http(mlflow_server):
+    client = tracking_client(mlflow_server)
+    tags = run_tags(task="dna", preset="ecoli15", model_preset="gfssm", kind="train")
+    model_run = create_run(client, experiment="http-eval", run_name="trained", tags=tags)
+    finish_run(client, model_run)
+    args = argparse.Namespace(model=model_run, genbank="genome.gbk.gz")
+    child = record_evaluation(client, model_run, "eval dna-vep", args, {"auroc/model/x": 0.75})
+    run = tracking_client(mlflow_server).get_run(child)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"auroc/model/x": 0.75}
+    assert run.data.tags["mlflow.parentRunId"] == model_run
+    assert run.data.tags["gfssm.preset"] == "ecoli15"  # taken from the model's run
 
 
 def test_tracking_uri_defaults_and_checks(tmp_path, monkeypatch, closed_port):

@@ -178,9 +178,11 @@ def test_model_amino_acid_score_equals_every_triplet_from_scratch(phix_setup, ti
         rows = base_log_probs(logits)[:, prefix.size - 1 : -1].double().numpy() / np.log(2)
         return np.take_along_axis(rows, triplets[:, :, None], 2)[:, :, 0].sum(1)
 
+    # float64 on a CPU is slow (64 sequences of the whole prefix per case): fewer cases
+    n = 14 if dtype == torch.float64 else 40
     checked = synonymous = 0
     for expected, k, strand, coding, alt, same in _amino_acid_brute_force(
-        log2_triplets_of, cds, regions, streams, np.random.default_rng(3), n=40
+        log2_triplets_of, cds, regions, streams, np.random.default_rng(3), n=n
     ):
         got = out[k][strand, coding, alt]
         if same:  # the codons of one amino acid are summed together: exactly 0
@@ -189,7 +191,7 @@ def test_model_amino_acid_score_equals_every_triplet_from_scratch(phix_setup, ti
         else:
             assert abs(got - expected) <= TOLERANCE[dtype], (k, strand, coding, alt)
         checked += 1
-    assert checked >= 25 and 0 < synonymous < checked
+    assert checked >= n * 3 // 5 and 0 < synonymous < checked
 
 
 def test_markov_amino_acid_score_equals_every_triplet_from_scratch(phix_setup, lambda_text):
