@@ -2,8 +2,9 @@
 
 When a batch job reports metrics (``gfssm eval dna-vep``'s AUROCs, ``gfssm eval asr``'s
 WER and CER) and ``--model`` named an MLflow run (a run id, ``runs:/ID/...``,
-``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``), the command records a finished child run under the model's run,
-in its experiment: tagged ``gfssm.kind=eval`` with the command and its options, so that
+``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``: :func:`~gfssm.pipelines.model_ref.
+model_run_id`), the command records a finished child run under the model's run, in its
+experiment: tagged ``gfssm.kind=eval`` with the command and its options, so that
 ``gfssm runs list`` and the MLflow UI show the evaluation nested under the training run.
 A model given as a folder has no run to attach to: nothing is recorded.
 """
@@ -11,7 +12,6 @@ A model given as a folder has no run to attach to: nothing is recorded.
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -27,27 +27,6 @@ from gfssm.pipelines.tracking import (
     log_params,
     run_tags,
 )
-
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_RUNS_URI = re.compile(r"^runs:/([0-9a-f]{32})(/.*)?$")
-_MODELS_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
-_ALIAS_URI = re.compile(r"^models:/([^/@]+)@(.+)$")
-
-
-def model_run_id(client: MlflowClient, ref: str) -> str | None:
-    """The MLflow run a ``--model`` reference comes from, or None (a model folder)."""
-    if _RUN_ID.match(ref):
-        return ref
-    found = _RUNS_URI.match(ref)
-    if found:
-        return found.group(1)
-    found = _MODELS_URI.match(ref)
-    if found:
-        return client.get_model_version(found.group(1), found.group(2)).run_id or None
-    found = _ALIAS_URI.match(ref)
-    if found:
-        return client.get_model_version_by_alias(found.group(1), found.group(2)).run_id or None
-    return None
 
 
 def _options(args: argparse.Namespace) -> dict[str, str]:

@@ -85,17 +85,16 @@ def resolve_model(
     return _find_model_dir(Path(local), f"--model {ref}")
 
 
-def _registered_source(client, ref: str) -> str:
-    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` -> the artifact URI of that version
+def _registered_version(client, ref: str):
+    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` -> that registry ModelVersion
     (looked up in the registry of the given tracking URI, not the process default)."""
     body = ref[len("models:/") :]
     try:
         if "@" in body:
             name, alias = body.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
-        else:
-            name, version = body.rsplit("/", 1)
-        return client.get_model_version_download_uri(name, version)
+            return client.get_model_version_by_alias(name, alias)
+        name, version = body.rsplit("/", 1)
+        return client.get_model_version(name, version)
     except ValueError:
         raise ModelNotFound(
             f"--model {ref}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
@@ -104,3 +103,22 @@ def _registered_source(client, ref: str) -> str:
         raise ModelNotFound(
             f"--model {ref}: not in the registry at {client.tracking_uri} ({err})"
         ) from None
+
+
+def _registered_source(client, ref: str) -> str:
+    """``models:/...`` -> the artifact URI of that version."""
+    version = _registered_version(client, ref)
+    return client.get_model_version_download_uri(version.name, version.version)
+
+
+def model_run_id(client, ref: str) -> str | None:
+    """The MLflow run a ``--model`` reference (not a folder) comes from: the run id itself,
+    ``runs:/ID/...``, or the run a registered version was logged from; None otherwise."""
+    if _RUN_ID.match(ref):
+        return ref
+    if ref.startswith("runs:/"):
+        run = ref[len("runs:/") :].split("/", 1)[0]
+        return run if _RUN_ID.match(run) else None
+    if ref.startswith("models:/"):
+        return _registered_version(client, ref).run_id or None
+    return None

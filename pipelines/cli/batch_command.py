@@ -83,14 +83,15 @@ def _record(args: argparse.Namespace, command: str, metrics: dict[str, float]) -
     last line may be a JSON summary)."""
     if (base_dir() / Path(args.model).expanduser()).exists():
         return  # a model folder: no run to attach the numbers to
-    from gfssm.pipelines.evaluation_runs import model_run_id, record_evaluation
+    from gfssm.pipelines.evaluation_runs import record_evaluation
+    from gfssm.pipelines.model_ref import model_run_id
     from gfssm.pipelines.tracking import tracking_client
 
     try:
         client = tracking_client(args.tracking_uri)
         model_run = model_run_id(client, args.model)
         if model_run is None:
-            return  # a model folder: no run to attach the numbers to
+            return
         run_id = record_evaluation(client, model_run, command, args, metrics)
     except Exception as err:  # the outputs are written; only the record is missing
         print(f"gfssm {command}: not recorded in MLflow: {err}", file=sys.stderr, flush=True)

@@ -8,7 +8,8 @@ import argparse
 
 from mlflow.tracking import MlflowClient
 
-from gfssm.pipelines.evaluation_runs import model_run_id, record_evaluation
+from gfssm.pipelines.evaluation_runs import record_evaluation
+from gfssm.pipelines.model_ref import model_run_id
 
 
 def test_model_run_id_for_each_form_of_model_reference(tracking_uri, tmp_path):
