@@ -11,7 +11,6 @@ every variant and the summary.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from gfssm.tasks.dna.vep.cds import Cds
 from gfssm.tasks.dna.vep.codon import markov_codon_scores, model_codon_scores
 from gfssm.tasks.dna.vep.effects import CLASSES, cds_variants, uniform_aa_score
 from gfssm.tasks.dna.vep.metrics import summarize, summary_metrics, summary_table
-from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows, region_streams
+from gfssm.tasks.dna.vep.scores import baseline_rows, model_rows, region_streams, strand_mean
 from gfssm.tasks.jobs import BatchJob, Log, WorkItem
 
 VARIANTS_FILE = "variants.parquet"
@@ -104,7 +103,7 @@ def score_contig(
                 look = ahead[name].look_ahead[number][:, coding, v.alt].mean(axis=0)
                 out[f"{name}_codon_score"].append((alt - ref + look).astype(np.float32))
                 amino = ahead[name].amino_acid[number][:, coding, v.alt]
-                out[f"{name}_aa_score"].append(_strand_mean(amino))
+                out[f"{name}_aa_score"].append(strand_mean(amino).astype(np.float32))
             base_idx = np.searchsorted(positions, bases)
             out[f"{name}_entropy"].append(r.entropy_bits[base_idx].astype(np.float32))
         out["cds"].append(np.full(v.position.size, number, np.int32))
@@ -112,14 +111,6 @@ def score_contig(
             out[key].append(getattr(v, key))
         out["base_codon_pos"].append(np.tile(np.arange(1, 4, dtype=np.uint8), bases.size // 3))
     return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def _strand_mean(values: np.ndarray) -> np.ndarray:
-    """(2, m) -> (m,): the mean of the strands that have a value (a stream's first base
-    has no prediction on that strand)."""
-    with warnings.catch_warnings():  # all-NaN: neither strand (stays NaN)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=0).astype(np.float32)
 
 
 def substitution_strata(merged: dict[str, np.ndarray], minus: np.ndarray) -> np.ndarray:

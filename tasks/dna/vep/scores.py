@@ -63,13 +63,19 @@ def _entropy_bits(log2_rows: np.ndarray) -> np.ndarray:
     return -(np.exp2(log2_rows) * log2_rows).sum(axis=1)
 
 
+def strand_mean(values: np.ndarray) -> np.ndarray:
+    """(2, ...) -> (...): the mean over the strands that have a value (NaN: a strand had
+    no context there; NaN on both stays NaN)."""
+    with warnings.catch_warnings():  # all-NaN slices are expected, not an error
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=0)
+
+
 def _combine(forward: np.ndarray, reverse: np.ndarray) -> BaseRows:
     """Average two strands' rows (NaN rows: a strand had no context there)."""
     both = np.stack([forward, reverse])  # (2, m, 4)
     entropy = np.stack([_entropy_bits(forward), _entropy_bits(reverse)])
-    with warnings.catch_warnings():  # all-NaN: no strand predicts it (stays NaN)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return BaseRows(np.nanmean(both, axis=0), np.nanmean(entropy, axis=0))
+    return BaseRows(strand_mean(both), strand_mean(entropy))
 
 
 class _Collector:
